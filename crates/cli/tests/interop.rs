@@ -1,0 +1,100 @@
+//! Interop with independent clients: they log in to the real binary, bind and chat.
+
+mod common;
+
+use common::*;
+
+fn run_python(script: &str, args: &[&str]) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop/");
+    let output = std::process::Command::new("python3")
+        .arg(format!("{path}{script}"))
+        .args(args)
+        .output()
+        .expect("python3 runs (install it with .ci/run or scripts/test)");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{script} failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn slixmpp_clients_log_in_with_scram_and_exchange_messages() {
+    let server = TestServer::default_config();
+    server.adduser("alice@localhost");
+    server.adduser("bob@localhost");
+    let port = server.c2s.port().to_string();
+    let cert = server.cert_path();
+    let stdout = run_python(
+        "slixmpp_chat.py",
+        &[
+            "127.0.0.1",
+            &port,
+            cert.to_str().expect("utf-8"),
+            "alice@localhost/slix",
+            "bob@localhost/slix",
+            PASSWORD,
+        ],
+    );
+    println!("{stdout}");
+    assert!(stdout.contains("mechanism SCRAM-SHA-"), "negotiated SCRAM: {stdout}");
+    assert!(stdout.trim_end().ends_with("OK"));
+}
+
+/// The mechanism the server logged for `user`'s authentication.
+fn logged_mechanism(server: &TestServer, user: &str) -> String {
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("authenticated") && l.contains(&format!("user={user} ")))
+        .unwrap_or_else(|| panic!("no authentication of {user} in the log:\n{log}"));
+    line.split("mechanism=")
+        .nth(1)
+        .expect("mechanism field")
+        .trim_matches('"')
+        .to_string()
+}
+
+fn tokio_xmpp_chat_binary() -> std::path::PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../target").into());
+    let binary = target.join("debug").join("tokio-xmpp-chat");
+    assert!(
+        binary.exists(),
+        "{} is missing: scripts/test builds it (cargo build --manifest-path interop/tokio-xmpp/Cargo.toml)",
+        binary.display()
+    );
+    binary
+}
+
+#[test]
+fn slixmpp_and_tokio_xmpp_exchange_messages_with_each_other() {
+    let server = TestServer::default_config();
+    server.adduser("alice@localhost");
+    server.adduser("bob@localhost");
+    let port = server.c2s.port().to_string();
+    let cert = server.cert_path();
+    let binary = tokio_xmpp_chat_binary();
+    let stdout = run_python(
+        "slixmpp_tokio_xmpp.py",
+        &[
+            "127.0.0.1",
+            &port,
+            cert.to_str().expect("utf-8"),
+            binary.to_str().expect("utf-8"),
+            PASSWORD,
+        ],
+    );
+    println!("{stdout}");
+    assert!(stdout.contains("received alice@localhost/slix hello from slixmpp"), "{stdout}");
+    assert!(stdout.contains("pong localhost"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("OK"));
+    let slixmpp = logged_mechanism(&server, "alice");
+    let tokio_xmpp = logged_mechanism(&server, "bob");
+    println!("slixmpp negotiated {slixmpp}; tokio-xmpp negotiated {tokio_xmpp}");
+    assert!(slixmpp.starts_with("SCRAM-SHA-"), "{slixmpp}");
+    assert_eq!(tokio_xmpp, "SCRAM-SHA-256-PLUS", "tokio-xmpp over TLS 1.3 binds the channel");
+}

@@ -1,0 +1,10 @@
+//! XMPP protocol core: JIDs (RFC 7622), namespaces, stream and stanza errors,
+//! SASL, and the sans-IO negotiation state machines.
+
+pub mod c2s;
+pub mod error;
+pub mod jid;
+pub mod ns;
+pub mod sasl;
+
+pub use jid::{Jid, JidError};

@@ -1,0 +1,303 @@
+//! The one TOML configuration file. Every option has a safe default; `config.example.toml`
+//! at the repository root documents them all.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use starling_proto::jid::prepare_domain;
+use starling_proto::sasl::Mechanism;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Domains served by this server.
+    pub domains: Vec<String>,
+    /// Where the database, generated certificate and server secret live.
+    pub data_dir: PathBuf,
+    /// Storage URL; defaults to a SQLite file in `data_dir`.
+    pub storage: Option<String>,
+    pub c2s: C2sSection,
+    pub tls: TlsSection,
+    pub limits: LimitsSection,
+    pub auth: AuthSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct C2sSection {
+    /// STARTTLS listeners (port 5222 by convention).
+    pub listen: Vec<SocketAddr>,
+    /// Direct TLS listeners (XEP-0368, port 5223 by convention).
+    pub direct_tls_listen: Vec<SocketAddr>,
+    /// Refuse authentication before the stream is encrypted.
+    pub tls_required: bool,
+    /// Seconds a client has to open its stream, authenticate and bind.
+    pub negotiation_timeout_secs: u64,
+    /// Stanzas queued for one client before it is disconnected as too slow.
+    pub outbound_queue: usize,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// PEM certificate chain; with `key`. When absent a self-signed certificate is
+    /// generated in `data_dir/tls` on first start.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    pub max_stanza_bytes: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// SASL mechanisms offered, by name.
+    pub mechanisms: Vec<String>,
+    /// PBKDF2 iterations for newly stored SCRAM keys.
+    pub scram_iterations: u32,
+    /// Failed attempts after which the connection is closed.
+    pub max_failures: u32,
+    /// The n-th failure is answered after n-1 times this many milliseconds.
+    pub failure_delay_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            domains: vec!["localhost".into()],
+            data_dir: PathBuf::from("data"),
+            storage: None,
+            c2s: C2sSection::default(),
+            tls: TlsSection::default(),
+            limits: LimitsSection::default(),
+            auth: AuthSection::default(),
+        }
+    }
+}
+
+impl Default for C2sSection {
+    fn default() -> Self {
+        C2sSection {
+            listen: vec!["0.0.0.0:5222".parse().expect("literal address")],
+            direct_tls_listen: vec!["0.0.0.0:5223".parse().expect("literal address")],
+            tls_required: true,
+            negotiation_timeout_secs: 60,
+            outbound_queue: 1024,
+        }
+    }
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            max_stanza_bytes: 256 * 1024,
+            max_connections: 10_000,
+            max_connections_per_ip: 100,
+        }
+    }
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            mechanisms: Mechanism::ALL.iter().map(|m| m.name().to_string()).collect(),
+            scram_iterations: 4096,
+            max_failures: 3,
+            failure_delay_ms: 1000,
+        }
+    }
+}
+
+/// A configuration problem, with the line it is on where known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![ConfigError {
+                line: None,
+                message: format!("cannot read {}: {e}", path.display()),
+            }]
+        })?;
+        Config::parse(&text)
+    }
+
+    /// Parse and validate; every problem found is reported, each with its line.
+    pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            vec![ConfigError {
+                line: e.span().map(|span| line_of(text, span.start)),
+                message: e.message().to_string(),
+            }]
+        })?;
+        let errors = config.validate(text);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn validate(&mut self, text: &str) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        let mut error = |key: &str, message: String| {
+            errors.push(ConfigError {
+                line: line_of_key(text, key),
+                message,
+            })
+        };
+        if self.domains.is_empty() {
+            error("domains", "at least one domain must be served".into());
+        }
+        let mut prepared = Vec::new();
+        for domain in &self.domains {
+            match prepare_domain(domain) {
+                Ok(d) => prepared.push(d),
+                Err(e) => error("domains", format!("invalid domain {domain:?}: {e}")),
+            }
+        }
+        self.domains = prepared;
+        for name in &self.auth.mechanisms {
+            if Mechanism::from_name(name).is_none() {
+                error("mechanisms", format!("unknown SASL mechanism {name:?}"));
+            }
+        }
+        if self.auth.mechanisms.is_empty() {
+            error("mechanisms", "at least one SASL mechanism must be enabled".into());
+        }
+        if self.auth.scram_iterations < 4096 {
+            error(
+                "scram_iterations",
+                "scram_iterations below 4096 is too weak (RFC 7677)".into(),
+            );
+        }
+        if self.auth.max_failures == 0 {
+            error("max_failures", "max_failures must be at least 1".into());
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            error("cert", "tls.cert and tls.key go together".into());
+        }
+        if self.limits.max_stanza_bytes < 10_000 {
+            error(
+                "max_stanza_bytes",
+                "max_stanza_bytes below 10000 breaks ordinary clients (RFC 6120 §13.12)".into(),
+            );
+        }
+        if self.limits.max_connections == 0 || self.limits.max_connections_per_ip == 0 {
+            error("max_connections", "connection limits must be at least 1".into());
+        }
+        if self.c2s.outbound_queue == 0 {
+            error("outbound_queue", "outbound_queue must be at least 1".into());
+        }
+        if self.c2s.negotiation_timeout_secs == 0 {
+            error(
+                "negotiation_timeout_secs",
+                "negotiation_timeout_secs must be at least 1".into(),
+            );
+        }
+        errors
+    }
+
+    pub fn storage_url(&self) -> String {
+        match &self.storage {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("starling.db").display()),
+        }
+    }
+
+    pub fn mechanisms(&self) -> Vec<Mechanism> {
+        Mechanism::ALL
+            .into_iter()
+            .filter(|m| self.auth.mechanisms.iter().any(|name| name == m.name()))
+            .collect()
+    }
+
+    pub fn negotiation_timeout(&self) -> Duration {
+        Duration::from_secs(self.c2s.negotiation_timeout_secs)
+    }
+
+    pub fn serves(&self, domain: &str) -> bool {
+        self.domains.iter().any(|d| d == domain)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The line where `key` is assigned, for semantic errors the TOML parser cannot place.
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    text.lines().position(|line| {
+        let line = line.trim_start();
+        line.strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    })
+    .map(|index| index + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_working_defaults() {
+        let config = Config::parse("").expect("defaults are valid");
+        assert_eq!(config.domains, vec!["localhost".to_string()]);
+        assert!(config.c2s.tls_required);
+        assert_eq!(config.limits.max_stanza_bytes, 262_144);
+        assert_eq!(config.mechanisms().len(), 7);
+        assert!(config.storage_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn syntax_error_reports_its_line() {
+        let errors = Config::parse("domains = [\"a.example\"]\n\n[c2s]\ntls_required = maybe\n")
+            .expect_err("invalid value");
+        assert_eq!(errors[0].line, Some(4));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_its_line() {
+        let errors = Config::parse("domains = [\"a.example\"]\nfrobnicate = 1\n")
+            .expect_err("unknown key");
+        assert_eq!(errors[0].line, Some(2));
+        assert!(errors[0].message.contains("frobnicate"));
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported_with_lines() {
+        let text = "domains = [\"bad domain!\"]\n[auth]\nmechanisms = [\"CRAM-MD5\"]\nscram_iterations = 10\n";
+        let errors = Config::parse(text).expect_err("three problems");
+        let lines: Vec<_> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![Some(1), Some(3), Some(4)]);
+    }
+
+    #[test]
+    fn domains_are_normalized() {
+        let config = Config::parse("domains = [\"Example.COM\"]").expect("valid");
+        assert_eq!(config.domains, vec!["example.com".to_string()]);
+    }
+}

@@ -1,0 +1,314 @@
+//! The tokio shell around one client connection: reads bytes, feeds the parser and
+//! the sans-IO `C2sServer`, carries out its actions, and writes what the router queues.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use starling_proto::c2s::{Action, C2sServer, Input};
+use starling_proto::error::{StreamError, StreamErrorCondition};
+use starling_proto::sasl::ChannelBindings;
+use starling_proto::{ns, Jid};
+use starling_store::AccountStore;
+use starling_xml::{Limits, StreamParser};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use crate::router::{Outbound, SessionInbox};
+use crate::Shared;
+
+/// The socket before and after STARTTLS.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only while the TLS handshake owns the socket.
+    Upgrading,
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Upgrading => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Upgrading => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(s).poll_flush(cx),
+            Transport::Upgrading => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Upgrading => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    transport: Transport,
+    parser: StreamParser,
+    machine: C2sServer,
+    session: Option<(Jid, SessionInbox)>,
+    write_buf: Vec<u8>,
+    closing: bool,
+}
+
+/// Serve one accepted client connection until it closes.
+pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, direct_tls: bool) {
+    let _ = tcp.set_nodelay(true);
+    let (transport, bindings) = if direct_tls {
+        let acceptor = TlsAcceptor::from(shared.tls.direct.clone());
+        let handshake = tokio::time::timeout(shared.config.negotiation_timeout(), acceptor.accept(tcp));
+        match handshake.await {
+            Ok(Ok(tls)) => {
+                let bindings = shared.tls.channel_bindings(tls.get_ref().1);
+                (Transport::Tls(Box::new(tls)), Some(bindings))
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "direct TLS handshake failed");
+                return;
+            }
+            Err(_) => return,
+        }
+    } else {
+        (Transport::Plain(tcp), None)
+    };
+    let limits = Limits {
+        max_stanza_bytes: shared.config.limits.max_stanza_bytes,
+        ..Limits::default()
+    };
+    let mut connection = Connection {
+        machine: C2sServer::new(shared.c2s.clone(), bindings),
+        shared,
+        transport,
+        parser: StreamParser::new(limits),
+        session: None,
+        write_buf: Vec::with_capacity(4096),
+        closing: false,
+    };
+    connection.run().await;
+    if let Some((jid, inbox)) = connection.session.take() {
+        connection.shared.router.unregister(&jid, inbox.id);
+        tracing::debug!(%jid, "session ended");
+    }
+}
+
+impl Connection {
+    async fn run(&mut self) {
+        let deadline = Instant::now() + self.shared.config.negotiation_timeout();
+        let mut read_buf = vec![0u8; 16 * 1024];
+        let mut events = Vec::new();
+        while !self.closing {
+            let bound = self.machine.is_bound();
+            let input = tokio::select! {
+                read = self.transport.read(&mut read_buf) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        events.clear();
+                        match self.parser.feed(&read_buf[..n], &mut events) {
+                            Ok(()) => {
+                                let inputs: VecDeque<Input> = events.drain(..).map(Input::Event).collect();
+                                self.process(inputs).await;
+                            }
+                            Err(e) => {
+                                // Events parsed before the error still count.
+                                let mut inputs: VecDeque<Input> = events.drain(..).map(Input::Event).collect();
+                                inputs.push_back(Input::XmlError(e));
+                                self.process(inputs).await;
+                            }
+                        }
+                        continue;
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline), if !bound => Input::NegotiationTimeout,
+                outbound = recv_outbound(&mut self.session) => match outbound {
+                    Some(Outbound::Stanza(stanza)) => {
+                        self.write_buf.extend_from_slice(stanza.to_xml(ns::CLIENT).as_bytes());
+                        if self.flush().await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Some(Outbound::Close(error)) => {
+                        self.fail(error).await;
+                        continue;
+                    }
+                    None => {
+                        self.fail(StreamError::with_text(StreamErrorCondition::PolicyViolation, "too slow to read what was sent")).await;
+                        continue;
+                    }
+                },
+            };
+            self.process(VecDeque::from([input])).await;
+        }
+    }
+
+    async fn fail(&mut self, error: StreamError) {
+        let mut actions = Vec::new();
+        self.machine.fail(error, &mut actions);
+        self.act(actions, &mut VecDeque::new()).await;
+    }
+
+    /// Feed inputs to the machine, carrying out actions; some actions produce new inputs.
+    async fn process(&mut self, mut inputs: VecDeque<Input>) {
+        let mut actions = Vec::new();
+        while let Some(input) = inputs.pop_front() {
+            if self.closing {
+                return;
+            }
+            actions.clear();
+            self.machine.handle(input, &mut actions);
+            let reset = actions.contains(&Action::ResetParser);
+            self.act(std::mem::take(&mut actions), &mut inputs).await;
+            if reset {
+                // Anything pipelined behind a stream restart belongs to the old stream.
+                inputs.retain(|i| !matches!(i, Input::Event(_)));
+            }
+        }
+        if self.flush().await.is_err() {
+            self.closing = true;
+        }
+    }
+
+    async fn act(&mut self, actions: Vec<Action>, inputs: &mut VecDeque<Input>) {
+        for action in actions {
+            match action {
+                Action::Send(xml) => self.write_buf.extend_from_slice(xml.as_bytes()),
+                Action::StartTls => match self.start_tls().await {
+                    Some(bindings) => inputs.push_back(Input::TlsEstablished(bindings)),
+                    None => {
+                        self.closing = true;
+                        return;
+                    }
+                },
+                Action::ResetParser => self.parser.reset(),
+                Action::Delay(delay) => {
+                    if self.flush().await.is_err() {
+                        self.closing = true;
+                        return;
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+                Action::LookupCredentials { username, hash } => {
+                    let domain = self.machine_domain();
+                    match self.shared.store.credentials(&username, &domain, hash).await {
+                        Ok(creds) => inputs.push_back(Input::Credentials(creds)),
+                        Err(e) => {
+                            tracing::error!(error = %e, "credential lookup failed");
+                            inputs.push_back(Input::CredentialsUnavailable);
+                        }
+                    }
+                }
+                Action::Authenticated {
+                    username,
+                    domain,
+                    mechanism,
+                } => {
+                    tracing::info!(user = %username, %domain, mechanism = mechanism.name(), "authenticated");
+                }
+                Action::Bound(jid) => {
+                    let inbox = self.shared.router.register(jid.clone());
+                    tracing::info!(%jid, "session bound");
+                    self.session = Some((jid, inbox));
+                }
+                Action::Route(stanza) => {
+                    if self.flush().await.is_err() {
+                        self.closing = true;
+                        return;
+                    }
+                    self.shared.router.route(stanza).await;
+                }
+                Action::Close => {
+                    let _ = self.flush().await;
+                    let _ = self.transport.shutdown().await;
+                    self.closing = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn machine_domain(&self) -> String {
+        self.machine
+            .domain()
+            .map(str::to_string)
+            .unwrap_or_default()
+    }
+
+    async fn start_tls(&mut self) -> Option<ChannelBindings> {
+        if self.flush().await.is_err() {
+            return None;
+        }
+        let Transport::Plain(tcp) = std::mem::replace(&mut self.transport, Transport::Upgrading)
+        else {
+            return None;
+        };
+        let acceptor = TlsAcceptor::from(self.shared.tls.starttls.clone());
+        let handshake =
+            tokio::time::timeout(self.shared.config.negotiation_timeout(), acceptor.accept(tcp));
+        match handshake.await {
+            Ok(Ok(tls)) => {
+                let bindings = self.shared.tls.channel_bindings(tls.get_ref().1);
+                self.transport = Transport::Tls(Box::new(tls));
+                Some(bindings)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "STARTTLS handshake failed");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.write_buf.is_empty() {
+            return Ok(());
+        }
+        let result = self.transport.write_all(&self.write_buf).await;
+        self.write_buf.clear();
+        result?;
+        self.transport.flush().await
+    }
+}
+
+/// The next item for a bound session; never resolves before binding. Closes the
+/// session (None) when its queue overflowed.
+async fn recv_outbound(session: &mut Option<(Jid, SessionInbox)>) -> Option<Outbound> {
+    match session {
+        Some((_, inbox)) => tokio::select! {
+            item = inbox.queue.recv() => item,
+            _ = inbox.overflowed.notified() => None,
+        },
+        None => std::future::pending().await,
+    }
+}

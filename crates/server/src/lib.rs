@@ -1,0 +1,156 @@
+//! The tokio shell of Starling: listeners, TLS, connection tasks, the router and
+//! the session table. Protocol decisions live in `starling-proto`.
+
+pub mod config;
+mod connection;
+mod listener;
+pub mod modules;
+pub mod router;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use starling_proto::c2s::C2sConfig;
+use starling_store::Store;
+
+pub use config::{Config, ConfigError};
+
+use crate::listener::ConnectionLimits;
+use crate::modules::Modules;
+use crate::router::Router;
+use crate::tls::TlsSetup;
+
+/// What every connection task shares.
+pub struct Shared {
+    pub config: Config,
+    pub c2s: Arc<C2sConfig>,
+    pub tls: TlsSetup,
+    pub store: Store,
+    pub router: Router,
+    limits: ConnectionLimits,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("storage: {0}")]
+    Store(#[from] starling_store::StoreError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+/// A running server: the addresses it listens on, and a way to stop it.
+pub struct Server {
+    pub c2s_addrs: Vec<SocketAddr>,
+    pub direct_tls_addrs: Vec<SocketAddr>,
+    shared: Arc<Shared>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Open storage, load or generate the certificate, and bind every listener.
+    pub async fn start(config: Config) -> Result<Server, StartError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
+        let secret = load_or_create_secret(&config.data_dir)?;
+        let tls = TlsSetup::from_config(&config)?;
+        let store = Store::open(&config.storage_url()).await?;
+        let c2s = Arc::new(C2sConfig {
+            domains: config.domains.clone(),
+            starttls_offered: true,
+            tls_required: config.c2s.tls_required,
+            mechanisms: config.mechanisms(),
+            max_auth_failures: config.auth.max_failures,
+            auth_failure_delay: Duration::from_millis(config.auth.failure_delay_ms),
+            secret,
+            default_iterations: config.auth.scram_iterations,
+            session_features: Vec::new(),
+        });
+        let router = Router::new(
+            config.domains.clone(),
+            store.clone(),
+            Modules::standard(),
+            config.c2s.outbound_queue,
+        );
+        let limits = ConnectionLimits::new(
+            config.limits.max_connections,
+            config.limits.max_connections_per_ip,
+        );
+        let mut listeners = Vec::new();
+        for (addr, direct) in config
+            .c2s
+            .listen
+            .iter()
+            .map(|a| (*a, false))
+            .chain(config.c2s.direct_tls_listen.iter().map(|a| (*a, true)))
+        {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| StartError::Bind(addr, e))?;
+            listeners.push((listener, direct));
+        }
+        let shared = Arc::new(Shared {
+            config,
+            c2s,
+            tls,
+            store,
+            router,
+            limits,
+        });
+        let mut server = Server {
+            c2s_addrs: Vec::new(),
+            direct_tls_addrs: Vec::new(),
+            shared: shared.clone(),
+            tasks: Vec::new(),
+        };
+        for (listener, direct) in listeners {
+            let addr = listener
+                .local_addr()
+                .map_err(|e| StartError::Bind(SocketAddr::from(([0, 0, 0, 0], 0)), e))?;
+            if direct {
+                server.direct_tls_addrs.push(addr);
+            } else {
+                server.c2s_addrs.push(addr);
+            }
+            server
+                .tasks
+                .push(tokio::spawn(listener::accept_loop(shared.clone(), listener, direct)));
+        }
+        Ok(server)
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.shared.router.session_count()
+    }
+
+    /// Stop accepting connections and close storage.
+    pub async fn shutdown(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.shared.store.close().await;
+    }
+}
+
+/// The server secret (SCRAM fake salts, later dialback keys) survives restarts.
+fn load_or_create_secret(data_dir: &Path) -> Result<Vec<u8>, StartError> {
+    let path = data_dir.join("secret");
+    let error = |e: std::io::Error| StartError::DataDir(path.display().to_string(), e);
+    match std::fs::read(&path) {
+        Ok(secret) if secret.len() >= 32 => return Ok(secret),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(error(e)),
+    }
+    let mut secret = vec![0u8; 32];
+    getrandom::fill(&mut secret).expect("the operating system's random source is available");
+    tls::write_private(&path, &secret)
+        .map_err(|e| error(std::io::Error::other(e.to_string())))?;
+    Ok(secret)
+}

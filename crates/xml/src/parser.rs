@@ -97,6 +97,10 @@ pub struct StreamParser {
     stanza_bytes: usize,
     /// Open elements below the root; the first is the stanza.
     stack: Vec<Element>,
+    /// Between top-level elements (and before the root) only whitespace may
+    /// precede the next `<`. rxml holds text back until it sees a `<`, so
+    /// garbage would otherwise go unreported until then.
+    awaiting_tag: bool,
     error: Option<XmlError>,
 }
 
@@ -112,6 +116,7 @@ impl StreamParser {
             accounted: 0,
             stanza_bytes: 0,
             stack: Vec::new(),
+            awaiting_tag: true,
             error: None,
         }
     }
@@ -148,6 +153,7 @@ impl StreamParser {
                     self.accounted += ev.metrics().len();
                     self.handle(ev, out)?;
                     self.check_size()?;
+                    self.awaiting_tag = self.stack.is_empty();
                 }
                 Ok(None) => break,
                 Err(EndOrError::NeedMoreData) => {
@@ -157,7 +163,35 @@ impl StreamParser {
                 Err(EndOrError::Error(e)) => return Err(classify(e)),
             }
         }
+        self.check_text_outside_elements(data)?;
         self.check_size()
+    }
+
+    /// The bytes rxml buffers after its last event are the tail of `data` (or
+    /// all of it, continuing earlier calls); outside any element they must be
+    /// whitespace up to the next `<`.
+    fn check_text_outside_elements(&mut self, data: &[u8]) -> Result<(), XmlError> {
+        if !self.awaiting_tag || !self.stack.is_empty() {
+            return Ok(());
+        }
+        let pending = (self.consumed - self.accounted).min(data.len());
+        for &byte in &data[data.len() - pending..] {
+            match byte {
+                b' ' | b'\t' | b'\r' | b'\n' => {}
+                b'<' => {
+                    self.awaiting_tag = false;
+                    return Ok(());
+                }
+                _ => {
+                    return Err(XmlError::NotWellFormed(if self.opened {
+                        "text between top-level elements".into()
+                    } else {
+                        "text before the stream header".into()
+                    }))
+                }
+            }
+        }
+        Ok(())
     }
 
     fn sniff_header(&mut self, data: &[u8]) {

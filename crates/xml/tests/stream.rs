@@ -654,3 +654,40 @@ fn too_many_attributes_on_header_is_limit_exceeded() {
     let err = parse_every_way(doc.as_bytes(), limits).unwrap_err();
     assert!(matches!(err, XmlError::LimitExceeded(_)), "{err:?}");
 }
+
+/// Garbage with no `<` after it must fail at once, not when a `<` finally arrives.
+#[test]
+fn text_before_root_fails_without_waiting_for_a_tag() {
+    for input in [&b"HELLO\r\n\r\n"[..], b"GET / HTTP/1.1\r\n", b"  x"] {
+        let mut parser = StreamParser::new(Limits::default());
+        let mut out = Vec::new();
+        assert!(
+            matches!(parser.feed(input, &mut out), Err(XmlError::NotWellFormed(_))),
+            "{input:?}"
+        );
+    }
+}
+
+#[test]
+fn text_between_stanzas_fails_without_waiting_for_a_tag() {
+    let mut parser = StreamParser::new(Limits::default());
+    let mut out = Vec::new();
+    parser
+        .feed(&stream_bytes(b"<presence/>\n "), &mut out)
+        .expect("whitespace is fine");
+    assert!(matches!(
+        parser.feed(b"junk", &mut out),
+        Err(XmlError::NotWellFormed(_))
+    ));
+}
+
+#[test]
+fn split_start_tag_between_stanzas_is_not_mistaken_for_text() {
+    let mut parser = StreamParser::new(Limits::default());
+    let mut out = Vec::new();
+    parser
+        .feed(&stream_bytes(b"<presence/> <mess"), &mut out)
+        .expect("partial tag");
+    parser.feed(b"age to='a@b'/>", &mut out).expect("tag completes");
+    assert!(matches!(out.last(), Some(StreamEvent::Element(e)) if e.name == "message"));
+}

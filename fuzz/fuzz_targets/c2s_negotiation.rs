@@ -41,7 +41,10 @@ fuzz_target!(|data: &[u8]| {
             let was_closed = machine.is_closed();
             actions.clear();
             machine.handle(input, &mut actions);
-            assert!(!was_closed || actions.is_empty(), "a closed stream stays silent");
+            assert!(
+                !was_closed || actions.is_empty(),
+                "a closed stream stays silent"
+            );
             for action in actions.drain(..) {
                 match action {
                     Action::StartTls => inputs.push_back(Input::TlsEstablished(ChannelBindings {

@@ -115,7 +115,11 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
         Command::Deluser { jid } => {
             let (user, domain) = account(&config, &jid)?;
             let store = open_store(&config).await?;
-            if store.delete_account(&user, &domain).await.map_err(|e| e.to_string())? {
+            if store
+                .delete_account(&user, &domain)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 println!("deleted {user}@{domain}");
                 Ok(())
             } else {
@@ -125,7 +129,11 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
         Command::Passwd { jid, password_file } => {
             let (user, domain) = account(&config, &jid)?;
             let store = open_store(&config).await?;
-            if !store.account_exists(&user, &domain).await.map_err(|e| e.to_string())? {
+            if !store
+                .account_exists(&user, &domain)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 return Err(format!("no account {user}@{domain}"));
             }
             let password = read_password(password_file.as_deref(), true)?;
@@ -191,7 +199,10 @@ fn account(config: &Config, jid: &str) -> Result<(String, String), String> {
         return Err(format!("{jid} is not an account JID (user@domain)"));
     };
     if !config.serves(jid.domain()) {
-        return Err(format!("{} is not a domain this server serves", jid.domain()));
+        return Err(format!(
+            "{} is not a domain this server serves",
+            jid.domain()
+        ));
     }
     Ok((user.to_string(), jid.domain().to_string()))
 }

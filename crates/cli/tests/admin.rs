@@ -19,7 +19,12 @@ async fn adduser_list_passwd_deluser_round_trip() {
     let password_file = server.dir.path().join("password");
     std::fs::write(&password_file, "second password\n").expect("written");
     let added = server.admin(
-        &["adduser", "Vic@LOCALHOST", "--password-file", password_file.to_str().expect("utf-8")],
+        &[
+            "adduser",
+            "Vic@LOCALHOST",
+            "--password-file",
+            password_file.to_str().expect("utf-8"),
+        ],
         None,
     );
     assert!(added.status.success(), "{}", stderr(&added));
@@ -38,11 +43,22 @@ async fn adduser_list_passwd_deluser_round_trip() {
     client.starttls(&server.cert_path()).await;
     client.open_stream("localhost").await;
     let old = client
-        .authenticate(starling_proto::sasl::Mechanism::ScramSha256, "uma", PASSWORD)
+        .authenticate(
+            starling_proto::sasl::Mechanism::ScramSha256,
+            "uma",
+            PASSWORD,
+        )
         .await;
-    assert!(old.is("failure", SASL_NS), "the old password no longer works");
+    assert!(
+        old.is("failure", SASL_NS),
+        "the old password no longer works"
+    );
     let new = client
-        .authenticate(starling_proto::sasl::Mechanism::ScramSha256, "uma", "new password")
+        .authenticate(
+            starling_proto::sasl::Mechanism::ScramSha256,
+            "uma",
+            "new password",
+        )
         .await;
     assert!(new.is("success", SASL_NS), "the new password works");
 
@@ -57,7 +73,12 @@ async fn adduser_list_passwd_deluser_round_trip() {
 #[tokio::test]
 async fn adduser_refuses_unserved_domains_and_invalid_jids() {
     let server = TestServer::default_config();
-    for jid in ["w@elsewhere.example", "a@b@localhost", "localhost", "x@localhost/res"] {
+    for jid in [
+        "w@elsewhere.example",
+        "a@b@localhost",
+        "localhost",
+        "x@localhost/res",
+    ] {
         let output = server.admin(&["adduser", jid], Some("pw\n"));
         assert!(!output.status.success(), "{jid} was accepted");
     }
@@ -69,7 +90,11 @@ async fn adduser_refuses_unserved_domains_and_invalid_jids() {
 fn check_config_reports_errors_with_line_numbers() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "domains = [\"ok.example\"]\n\n[c2s]\ntls_required = \"yes\"\n").expect("written");
+    std::fs::write(
+        &path,
+        "domains = [\"ok.example\"]\n\n[c2s]\ntls_required = \"yes\"\n",
+    )
+    .expect("written");
     let output = std::process::Command::new(starling_bin())
         .args(["check-config", path.to_str().expect("utf-8")])
         .output()
@@ -84,5 +109,9 @@ fn check_config_reports_errors_with_line_numbers() {
         .args(["check-config", good.to_str().expect("utf-8")])
         .output()
         .expect("runs");
-    assert!(output.status.success(), "the example config is valid: {}", stderr(&output));
+    assert!(
+        output.status.success(),
+        "the example config is valid: {}",
+        stderr(&output)
+    );
 }

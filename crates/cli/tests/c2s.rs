@@ -23,18 +23,26 @@ async fn two_users_log_in_over_starttls_and_exchange_messages() {
     assert_eq!(alice.jid.as_deref(), Some("alice@localhost/laptop"));
 
     alice
-        .send("<message to='bob@localhost/phone' type='chat' id='m1'><body>to full</body></message>")
+        .send(
+            "<message to='bob@localhost/phone' type='chat' id='m1'><body>to full</body></message>",
+        )
         .await;
     let received = bob.wait_for(|e| e.name == "message").await;
     assert_eq!(received.attr("from"), Some("alice@localhost/laptop"));
     assert_eq!(received.attr("id"), Some("m1"));
-    assert_eq!(received.child("body", CLIENT_NS).map(|b| b.text()), Some("to full".into()));
+    assert_eq!(
+        received.child("body", CLIENT_NS).map(|b| b.text()),
+        Some("to full".into())
+    );
 
     bob.send("<message to='alice@localhost' type='chat' id='m2'><body>to bare</body></message>")
         .await;
     let received = alice.wait_for(|e| e.name == "message").await;
     assert_eq!(received.attr("from"), Some("bob@localhost/phone"));
-    assert_eq!(received.child("body", CLIENT_NS).map(|b| b.text()), Some("to bare".into()));
+    assert_eq!(
+        received.child("body", CLIENT_NS).map(|b| b.text()),
+        Some("to bare".into())
+    );
 }
 
 #[tokio::test]
@@ -51,7 +59,10 @@ async fn direct_tls_listener_logs_in() {
     let server = server_with_users(&["dave"]).await;
     let mut client = Client::connect_direct_tls(server.direct_tls, &server.cert_path()).await;
     let features = client.open_stream("localhost").await;
-    assert!(features.child("starttls", TLS_NS).is_none(), "no STARTTLS over TLS");
+    assert!(
+        features.child("starttls", TLS_NS).is_none(),
+        "no STARTTLS over TLS"
+    );
     let mechanisms: Vec<String> = features
         .child("mechanisms", SASL_NS)
         .expect("mechanisms offered")
@@ -65,8 +76,15 @@ async fn direct_tls_listener_logs_in() {
     assert!(answer.is("success", SASL_NS));
     client.open_stream("localhost").await;
     let bound = client.bind(None).await;
-    let jid = bound.child("bind", BIND_NS).and_then(|b| b.child("jid", BIND_NS)).expect("jid").text();
-    assert!(jid.starts_with("dave@localhost/"), "server-generated resource: {jid}");
+    let jid = bound
+        .child("bind", BIND_NS)
+        .and_then(|b| b.child("jid", BIND_NS))
+        .expect("jid")
+        .text();
+    assert!(
+        jid.starts_with("dave@localhost/"),
+        "server-generated resource: {jid}"
+    );
     client.jid = Some(jid);
     client.assert_alive().await;
 }
@@ -76,7 +94,9 @@ async fn features_before_tls_require_starttls_and_hide_mechanisms() {
     let server = TestServer::default_config();
     let mut client = Client::connect(server.c2s).await;
     let features = client.open_stream("localhost").await;
-    let starttls = features.child("starttls", TLS_NS).expect("STARTTLS offered");
+    let starttls = features
+        .child("starttls", TLS_NS)
+        .expect("STARTTLS offered");
     assert!(starttls.child("required", TLS_NS).is_some());
     assert!(features.child("mechanisms", SASL_NS).is_none());
 }
@@ -87,7 +107,9 @@ async fn auth_before_tls_fails_with_encryption_required() {
     let mut client = Client::connect(server.c2s).await;
     client.open_stream("localhost").await;
     client
-        .send(&format!("<auth xmlns='{SASL_NS}' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>"))
+        .send(&format!(
+            "<auth xmlns='{SASL_NS}' mechanism='PLAIN'>AGFsaWNlAHNlY3JldA==</auth>"
+        ))
         .await;
     let failure = client.next_element().await;
     assert!(failure.is("failure", SASL_NS));
@@ -105,7 +127,11 @@ async fn wrong_password_fails_and_repeated_failures_disconnect() {
         let answer = client
             .authenticate(Mechanism::ScramSha256, "erin", "wrong password")
             .await;
-        assert!(answer.is("failure", SASL_NS), "{}", answer.to_xml(CLIENT_NS));
+        assert!(
+            answer.is("failure", SASL_NS),
+            "{}",
+            answer.to_xml(CLIENT_NS)
+        );
         assert!(answer.child("not-authorized", SASL_NS).is_some());
     }
     client.expect_stream_error("policy-violation").await;
@@ -118,7 +144,9 @@ async fn unknown_user_fails_like_a_wrong_password() {
     client.open_stream("localhost").await;
     client.starttls(&server.cert_path()).await;
     client.open_stream("localhost").await;
-    let answer = client.authenticate(Mechanism::ScramSha256, "nobody", PASSWORD).await;
+    let answer = client
+        .authenticate(Mechanism::ScramSha256, "nobody", PASSWORD)
+        .await;
     assert!(answer.child("not-authorized", SASL_NS).is_some());
 }
 
@@ -129,7 +157,9 @@ async fn unknown_mechanism_gets_invalid_mechanism() {
     client.open_stream("localhost").await;
     client.starttls(&server.cert_path()).await;
     client.open_stream("localhost").await;
-    client.send(&format!("<auth xmlns='{SASL_NS}' mechanism='CRAM-MD5'/>")).await;
+    client
+        .send(&format!("<auth xmlns='{SASL_NS}' mechanism='CRAM-MD5'/>"))
+        .await;
     let failure = client.next_element().await;
     assert!(failure.child("invalid-mechanism", SASL_NS).is_some());
 }
@@ -141,7 +171,11 @@ async fn abort_gets_aborted_failure() {
     client.open_stream("localhost").await;
     client.starttls(&server.cert_path()).await;
     client.open_stream("localhost").await;
-    client.send(&format!("<auth xmlns='{SASL_NS}' mechanism='SCRAM-SHA-256'/>")).await;
+    client
+        .send(&format!(
+            "<auth xmlns='{SASL_NS}' mechanism='SCRAM-SHA-256'/>"
+        ))
+        .await;
     let challenge = client.next_element().await;
     assert!(challenge.is("challenge", SASL_NS));
     client.send(&format!("<abort xmlns='{SASL_NS}'/>")).await;
@@ -157,7 +191,9 @@ async fn bad_base64_gets_incorrect_encoding() {
     client.starttls(&server.cert_path()).await;
     client.open_stream("localhost").await;
     client
-        .send(&format!("<auth xmlns='{SASL_NS}' mechanism='SCRAM-SHA-256'>!!not base64!!</auth>"))
+        .send(&format!(
+            "<auth xmlns='{SASL_NS}' mechanism='SCRAM-SHA-256'>!!not base64!!</auth>"
+        ))
         .await;
     let failure = client.next_element().await;
     assert!(failure.child("incorrect-encoding", SASL_NS).is_some());
@@ -204,7 +240,9 @@ async fn message_to_offline_or_unknown_user_bounces_service_unavailable() {
     let mut client = Client::login(&server, "jan", "r").await;
     for to in ["kim@localhost", "nobody@localhost"] {
         client
-            .send(&format!("<message to='{to}' type='chat' id='o-{to}'><body>hi</body></message>"))
+            .send(&format!(
+                "<message to='{to}' type='chat' id='o-{to}'><body>hi</body></message>"
+            ))
             .await;
         let id = format!("o-{to}");
         let reply = client.wait_for(|e| e.attr("id") == Some(id.as_str())).await;
@@ -340,7 +378,10 @@ async fn each_bad_input_gets_its_stream_error_and_other_sessions_keep_working() 
             client.expect_stream_error(case.condition).await;
         })
         .await;
-        assert!(result.is_ok(), "case {name:?} did not end with the expected error");
+        assert!(
+            result.is_ok(),
+            "case {name:?} did not end with the expected error"
+        );
         witness.assert_alive().await;
     }
 }
@@ -352,7 +393,8 @@ async fn bound_session_bad_inputs_get_their_stream_errors() {
     let cases: [(&str, String, &str); 4] = [
         (
             "forged from",
-            "<message from='quinn@localhost/witness' to='pat@localhost'><body>x</body></message>".into(),
+            "<message from='quinn@localhost/witness' to='pat@localhost'><body>x</body></message>"
+                .into(),
             "invalid-from",
         ),
         (
@@ -360,8 +402,16 @@ async fn bound_session_bad_inputs_get_their_stream_errors() {
             format!("<message><body>{}</body></message>", "y".repeat(300 * 1024)),
             "policy-violation",
         ),
-        ("unknown top-level element", "<foo xmlns='jabber:client'/>".into(), "unsupported-stanza-type"),
-        ("not well-formed", "<message></iq>".into(), "not-well-formed"),
+        (
+            "unknown top-level element",
+            "<foo xmlns='jabber:client'/>".into(),
+            "unsupported-stanza-type",
+        ),
+        (
+            "not well-formed",
+            "<message></iq>".into(),
+            "not-well-formed",
+        ),
     ];
     for (name, payload, condition) in cases {
         let mut client = Client::login(&server, "pat", name).await;
@@ -376,7 +426,10 @@ async fn client_closing_the_stream_gets_the_closing_tag() {
     let server = server_with_users(&["rex"]).await;
     let mut client = Client::login(&server, "rex", "r").await;
     client.send("</stream:stream>").await;
-    assert_eq!(client.next_event().await, Some(starling_xml::StreamEvent::Close));
+    assert_eq!(
+        client.next_event().await,
+        Some(starling_xml::StreamEvent::Close)
+    );
     assert_eq!(client.next_event().await, None);
 }
 
@@ -418,7 +471,9 @@ async fn bind_with_invalid_resource_gets_bad_request() {
     client.open_stream("localhost").await;
     client.starttls(&server.cert_path()).await;
     client.open_stream("localhost").await;
-    let answer = client.authenticate(Mechanism::ScramSha256, "tia", PASSWORD).await;
+    let answer = client
+        .authenticate(Mechanism::ScramSha256, "tia", PASSWORD)
+        .await;
     assert!(answer.is("success", SASL_NS));
     let features = client.open_stream("localhost").await;
     assert!(features.child("bind", BIND_NS).is_some());

@@ -39,7 +39,10 @@ fn slixmpp_clients_log_in_with_scram_and_exchange_messages() {
         ],
     );
     println!("{stdout}");
-    assert!(stdout.contains("mechanism SCRAM-SHA-"), "negotiated SCRAM: {stdout}");
+    assert!(
+        stdout.contains("mechanism SCRAM-SHA-"),
+        "negotiated SCRAM: {stdout}"
+    );
     assert!(stdout.trim_end().ends_with("OK"));
 }
 
@@ -89,12 +92,18 @@ fn slixmpp_and_tokio_xmpp_exchange_messages_with_each_other() {
         ],
     );
     println!("{stdout}");
-    assert!(stdout.contains("received alice@localhost/slix hello from slixmpp"), "{stdout}");
+    assert!(
+        stdout.contains("received alice@localhost/slix hello from slixmpp"),
+        "{stdout}"
+    );
     assert!(stdout.contains("pong localhost"), "{stdout}");
     assert!(stdout.trim_end().ends_with("OK"));
     let slixmpp = logged_mechanism(&server, "alice");
     let tokio_xmpp = logged_mechanism(&server, "bob");
     println!("slixmpp negotiated {slixmpp}; tokio-xmpp negotiated {tokio_xmpp}");
     assert!(slixmpp.starts_with("SCRAM-SHA-"), "{slixmpp}");
-    assert_eq!(tokio_xmpp, "SCRAM-SHA-256-PLUS", "tokio-xmpp over TLS 1.3 binds the channel");
+    assert_eq!(
+        tokio_xmpp, "SCRAM-SHA-256-PLUS",
+        "tokio-xmpp over TLS 1.3 binds the channel"
+    );
 }

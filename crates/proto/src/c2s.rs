@@ -69,7 +69,10 @@ pub enum Action {
     ResetParser,
     /// Wait this long before writing what follows (throttles password guessing).
     Delay(Duration),
-    LookupCredentials { username: String, hash: ScramHash },
+    LookupCredentials {
+        username: String,
+        hash: ScramHash,
+    },
     Authenticated {
         username: String,
         domain: String,
@@ -117,10 +120,7 @@ pub struct C2sServer {
 
 impl C2sServer {
     /// `encrypted` is true for a direct-TLS connection whose handshake already completed.
-    pub fn new(
-        config: std::sync::Arc<C2sConfig>,
-        encrypted: Option<ChannelBindings>,
-    ) -> Self {
+    pub fn new(config: std::sync::Arc<C2sConfig>, encrypted: Option<ChannelBindings>) -> Self {
         C2sServer {
             config,
             state: State::AwaitingHeader,
@@ -202,12 +202,17 @@ impl C2sServer {
                 if self.state == State::AwaitingCredentials {
                     self.sasl = None;
                     self.state = State::Negotiating;
-                    out.push(Action::Send(sasl_failure(SaslFailure::TemporaryAuthFailure)));
+                    out.push(Action::Send(sasl_failure(
+                        SaslFailure::TemporaryAuthFailure,
+                    )));
                 }
             }
             Input::NegotiationTimeout => {
                 if self.state != State::Bound {
-                    self.fail(StreamError::new(StreamErrorCondition::ConnectionTimeout), out);
+                    self.fail(
+                        StreamError::new(StreamErrorCondition::ConnectionTimeout),
+                        out,
+                    );
                 }
             }
         }
@@ -250,11 +255,17 @@ impl C2sServer {
             return;
         }
         if header.name != "stream" || header.ns != STREAM_NS {
-            self.fail(StreamError::new(StreamErrorCondition::InvalidNamespace), out);
+            self.fail(
+                StreamError::new(StreamErrorCondition::InvalidNamespace),
+                out,
+            );
             return;
         }
         if header.default_ns.as_deref() != Some(ns::CLIENT) {
-            self.fail(StreamError::new(StreamErrorCondition::InvalidNamespace), out);
+            self.fail(
+                StreamError::new(StreamErrorCondition::InvalidNamespace),
+                out,
+            );
             return;
         }
         let to = header.attr("to").and_then(|to| Jid::parse(to).ok());
@@ -276,7 +287,10 @@ impl C2sServer {
         }
         self.domain = Some(to.domain().to_string());
         if !version_supported(header.attr("version")) {
-            self.fail(StreamError::new(StreamErrorCondition::UnsupportedVersion), out);
+            self.fail(
+                StreamError::new(StreamErrorCondition::UnsupportedVersion),
+                out,
+            );
             return;
         }
         let client_from = header
@@ -311,7 +325,8 @@ impl C2sServer {
         if self.authenticated.is_some() {
             features.push_child(Element::new("bind", ns::BIND));
             features.push_child(
-                Element::new("session", ns::SESSION).with_child(Element::new("optional", ns::SESSION)),
+                Element::new("session", ns::SESSION)
+                    .with_child(Element::new("optional", ns::SESSION)),
             );
             for feature in &self.config.session_features {
                 features.push_child(feature.clone());
@@ -337,7 +352,8 @@ impl C2sServer {
                 let mut cb = Element::new("sasl-channel-binding", ns::SASL_CB);
                 for cb_type in types {
                     cb.push_child(
-                        Element::new("channel-binding", ns::SASL_CB).with_attr("type", cb_type.name()),
+                        Element::new("channel-binding", ns::SASL_CB)
+                            .with_attr("type", cb_type.name()),
                     );
                 }
                 features.push_child(cb);
@@ -398,7 +414,10 @@ impl C2sServer {
         if is_stanza(&element) {
             self.fail(StreamError::new(StreamErrorCondition::NotAuthorized), out);
         } else {
-            self.fail(StreamError::new(StreamErrorCondition::UnsupportedStanzaType), out);
+            self.fail(
+                StreamError::new(StreamErrorCondition::UnsupportedStanzaType),
+                out,
+            );
         }
     }
 
@@ -510,7 +529,10 @@ impl C2sServer {
 
     fn on_binding_element(&mut self, element: Element, out: &mut Vec<Action>) {
         if !is_stanza(&element) {
-            self.fail(StreamError::new(StreamErrorCondition::UnsupportedStanzaType), out);
+            self.fail(
+                StreamError::new(StreamErrorCondition::UnsupportedStanzaType),
+                out,
+            );
             return;
         }
         let Some(bind) = element
@@ -569,7 +591,10 @@ impl C2sServer {
 
     fn on_stanza(&mut self, mut element: Element, out: &mut Vec<Action>) {
         if !is_stanza(&element) {
-            self.fail(StreamError::new(StreamErrorCondition::UnsupportedStanzaType), out);
+            self.fail(
+                StreamError::new(StreamErrorCondition::UnsupportedStanzaType),
+                out,
+            );
             return;
         }
         let Some(jid) = self.jid.clone() else {
@@ -589,7 +614,9 @@ impl C2sServer {
         if element.name == "iq"
             && element.attr("type") == Some("set")
             && element.child("session", ns::SESSION).is_some()
-            && element.attr("to").is_none_or(|to| Some(to) == self.domain.as_deref())
+            && element
+                .attr("to")
+                .is_none_or(|to| Some(to) == self.domain.as_deref())
         {
             let mut result = Element::new("iq", ns::CLIENT)
                 .with_attr("type", "result")
@@ -771,7 +798,10 @@ mod tests {
     /// Drive a machine through TLS and a SCRAM-SHA-256 login for "juliet".
     fn authenticated_machine() -> C2sServer {
         let mut machine = C2sServer::new(config(), Some(bindings()));
-        feed(&mut machine, Input::Event(StreamEvent::Open(header("localhost"))));
+        feed(
+            &mut machine,
+            Input::Event(StreamEvent::Open(header("localhost"))),
+        );
         let creds =
             ScramCredentials::derive(ScramHash::Sha256, PASSWORD, b"saltsalt", 4096).expect("keys");
         let mut client = SaslClient::new(
@@ -815,13 +845,17 @@ mod tests {
 
     fn bound_machine() -> C2sServer {
         let mut machine = authenticated_machine();
-        let actions = feed(&mut machine, Input::Event(StreamEvent::Open(header("localhost"))));
+        let actions = feed(
+            &mut machine,
+            Input::Event(StreamEvent::Open(header("localhost"))),
+        );
         assert!(sent(&actions).contains(&format!("<bind xmlns='{}'/>", ns::BIND)));
         let bind = element("iq", ns::CLIENT)
             .with_attr("type", "set")
             .with_attr("id", "b1")
             .with_child(
-                element("bind", ns::BIND).with_child(element("resource", ns::BIND).with_text("balcony")),
+                element("bind", ns::BIND)
+                    .with_child(element("resource", ns::BIND).with_text("balcony")),
             );
         let actions = feed(&mut machine, Input::Event(StreamEvent::Element(bind)));
         let jid = Jid::parse("juliet@localhost/balcony").expect("jid");
@@ -833,16 +867,23 @@ mod tests {
     #[test]
     fn features_before_tls_offer_required_starttls_only() {
         let mut machine = C2sServer::new(config(), None);
-        let actions = feed(&mut machine, Input::Event(StreamEvent::Open(header("localhost"))));
+        let actions = feed(
+            &mut machine,
+            Input::Event(StreamEvent::Open(header("localhost"))),
+        );
         let text = sent(&actions);
-        assert!(text.contains("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"));
+        assert!(text
+            .contains("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"));
         assert!(!text.contains("mechanisms"));
     }
 
     #[test]
     fn starttls_proceeds_then_restarts_with_mechanisms_and_channel_bindings() {
         let mut machine = C2sServer::new(config(), None);
-        feed(&mut machine, Input::Event(StreamEvent::Open(header("localhost"))));
+        feed(
+            &mut machine,
+            Input::Event(StreamEvent::Open(header("localhost"))),
+        );
         let actions = feed(
             &mut machine,
             Input::Event(StreamEvent::Element(element("starttls", ns::TLS))),
@@ -856,7 +897,10 @@ mod tests {
             ]
         );
         feed(&mut machine, Input::TlsEstablished(bindings()));
-        let text = sent(&feed(&mut machine, Input::Event(StreamEvent::Open(header("localhost")))));
+        let text = sent(&feed(
+            &mut machine,
+            Input::Event(StreamEvent::Open(header("localhost"))),
+        ));
         assert!(text.contains("<mechanism>SCRAM-SHA-512-PLUS</mechanism>"));
         assert!(text.contains("<mechanism>PLAIN</mechanism>"));
         assert!(text.contains("<channel-binding type='tls-exporter'/>"));
@@ -866,7 +910,10 @@ mod tests {
     #[test]
     fn plus_mechanisms_are_hidden_without_channel_binding_data() {
         let mut machine = C2sServer::new(config(), Some(ChannelBindings::default()));
-        let text = sent(&feed(&mut machine, Input::Event(StreamEvent::Open(header("localhost")))));
+        let text = sent(&feed(
+            &mut machine,
+            Input::Event(StreamEvent::Open(header("localhost"))),
+        ));
         assert!(text.contains("<mechanism>SCRAM-SHA-256</mechanism>"));
         assert!(!text.contains("-PLUS"));
     }
@@ -885,7 +932,10 @@ mod tests {
     #[test]
     fn unknown_domain_is_host_unknown() {
         let mut machine = C2sServer::new(config(), None);
-        let actions = feed(&mut machine, Input::Event(StreamEvent::Open(header("other.example"))));
+        let actions = feed(
+            &mut machine,
+            Input::Event(StreamEvent::Open(header("other.example"))),
+        );
         assert_stream_error(&actions, "host-unknown");
     }
 
@@ -916,7 +966,10 @@ mod tests {
     #[test]
     fn stanza_before_authentication_is_not_authorized() {
         let mut machine = C2sServer::new(config(), Some(bindings()));
-        feed(&mut machine, Input::Event(StreamEvent::Open(header("localhost"))));
+        feed(
+            &mut machine,
+            Input::Event(StreamEvent::Open(header("localhost"))),
+        );
         let message = element("message", ns::CLIENT).with_attr("to", "romeo@localhost");
         let actions = feed(&mut machine, Input::Event(StreamEvent::Element(message)));
         assert_stream_error(&actions, "not-authorized");
@@ -925,18 +978,30 @@ mod tests {
     #[test]
     fn auth_before_tls_fails_with_encryption_required() {
         let mut machine = C2sServer::new(config(), None);
-        feed(&mut machine, Input::Event(StreamEvent::Open(header("localhost"))));
+        feed(
+            &mut machine,
+            Input::Event(StreamEvent::Open(header("localhost"))),
+        );
         let auth = element("auth", ns::SASL).with_attr("mechanism", "PLAIN");
-        let text = sent(&feed(&mut machine, Input::Event(StreamEvent::Element(auth))));
+        let text = sent(&feed(
+            &mut machine,
+            Input::Event(StreamEvent::Element(auth)),
+        ));
         assert!(text.contains("<encryption-required/>"), "{text}");
     }
 
     #[test]
     fn repeated_failures_are_delayed_then_disconnected() {
         let mut machine = C2sServer::new(config(), Some(bindings()));
-        feed(&mut machine, Input::Event(StreamEvent::Open(header("localhost"))));
+        feed(
+            &mut machine,
+            Input::Event(StreamEvent::Open(header("localhost"))),
+        );
         let auth = element("auth", ns::SASL).with_attr("mechanism", "CRAM-MD5");
-        let first = feed(&mut machine, Input::Event(StreamEvent::Element(auth.clone())));
+        let first = feed(
+            &mut machine,
+            Input::Event(StreamEvent::Element(auth.clone())),
+        );
         assert_eq!(first[0], Action::Delay(Duration::ZERO));
         assert!(sent(&first).contains("<invalid-mechanism/>"));
         let second = feed(&mut machine, Input::Event(StreamEvent::Element(auth)));
@@ -989,7 +1054,10 @@ mod tests {
     #[test]
     fn negotiation_timeout_closes_unbound_streams_only() {
         let mut machine = C2sServer::new(config(), None);
-        assert_stream_error(&feed(&mut machine, Input::NegotiationTimeout), "connection-timeout");
+        assert_stream_error(
+            &feed(&mut machine, Input::NegotiationTimeout),
+            "connection-timeout",
+        );
         let mut bound = bound_machine();
         assert!(feed(&mut bound, Input::NegotiationTimeout).is_empty());
     }
@@ -1001,8 +1069,14 @@ mod tests {
             .with_attr("type", "set")
             .with_attr("id", "s1")
             .with_child(element("session", ns::SESSION));
-        let text = sent(&feed(&mut machine, Input::Event(StreamEvent::Element(session))));
-        assert!(text.contains("type='result'") && text.contains("id='s1'"), "{text}");
+        let text = sent(&feed(
+            &mut machine,
+            Input::Event(StreamEvent::Element(session)),
+        ));
+        assert!(
+            text.contains("type='result'") && text.contains("id='s1'"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -1017,6 +1091,9 @@ mod tests {
 
     #[test]
     fn stream_ids_are_fresh() {
-        assert_ne!(stream_header("a", None, None), stream_header("a", None, None));
+        assert_ne!(
+            stream_header("a", None, None),
+            stream_header("a", None, None)
+        );
     }
 }

@@ -108,7 +108,10 @@ impl Default for LimitsSection {
 impl Default for AuthSection {
     fn default() -> Self {
         AuthSection {
-            mechanisms: Mechanism::ALL.iter().map(|m| m.name().to_string()).collect(),
+            mechanisms: Mechanism::ALL
+                .iter()
+                .map(|m| m.name().to_string())
+                .collect(),
             scram_iterations: 4096,
             max_failures: 3,
             failure_delay_ms: 1000,
@@ -186,7 +189,10 @@ impl Config {
             }
         }
         if self.auth.mechanisms.is_empty() {
-            error("mechanisms", "at least one SASL mechanism must be enabled".into());
+            error(
+                "mechanisms",
+                "at least one SASL mechanism must be enabled".into(),
+            );
         }
         if self.auth.scram_iterations < 4096 {
             error(
@@ -207,7 +213,10 @@ impl Config {
             );
         }
         if self.limits.max_connections == 0 || self.limits.max_connections_per_ip == 0 {
-            error("max_connections", "connection limits must be at least 1".into());
+            error(
+                "max_connections",
+                "connection limits must be at least 1".into(),
+            );
         }
         if self.c2s.outbound_queue == 0 {
             error("outbound_queue", "outbound_queue must be at least 1".into());
@@ -250,12 +259,13 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 /// The line where `key` is assigned, for semantic errors the TOML parser cannot place.
 fn line_of_key(text: &str, key: &str) -> Option<usize> {
-    text.lines().position(|line| {
-        let line = line.trim_start();
-        line.strip_prefix(key)
-            .is_some_and(|rest| rest.trim_start().starts_with('='))
-    })
-    .map(|index| index + 1)
+    text.lines()
+        .position(|line| {
+            let line = line.trim_start();
+            line.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|index| index + 1)
 }
 
 #[cfg(test)]
@@ -281,8 +291,8 @@ mod tests {
 
     #[test]
     fn unknown_key_is_an_error_with_its_line() {
-        let errors = Config::parse("domains = [\"a.example\"]\nfrobnicate = 1\n")
-            .expect_err("unknown key");
+        let errors =
+            Config::parse("domains = [\"a.example\"]\nfrobnicate = 1\n").expect_err("unknown key");
         assert_eq!(errors[0].line, Some(2));
         assert!(errors[0].message.contains("frobnicate"));
     }

@@ -88,7 +88,8 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, direct_tls: bool) {
     let _ = tcp.set_nodelay(true);
     let (transport, bindings) = if direct_tls {
         let acceptor = TlsAcceptor::from(shared.tls.direct.clone());
-        let handshake = tokio::time::timeout(shared.config.negotiation_timeout(), acceptor.accept(tcp));
+        let handshake =
+            tokio::time::timeout(shared.config.negotiation_timeout(), acceptor.accept(tcp));
         match handshake.await {
             Ok(Ok(tls)) => {
                 let bindings = shared.tls.channel_bindings(tls.get_ref().1);
@@ -221,7 +222,12 @@ impl Connection {
                 }
                 Action::LookupCredentials { username, hash } => {
                     let domain = self.machine_domain();
-                    match self.shared.store.credentials(&username, &domain, hash).await {
+                    match self
+                        .shared
+                        .store
+                        .credentials(&username, &domain, hash)
+                        .await
+                    {
                         Ok(creds) => inputs.push_back(Input::Credentials(creds)),
                         Err(e) => {
                             tracing::error!(error = %e, "credential lookup failed");
@@ -274,8 +280,10 @@ impl Connection {
             return None;
         };
         let acceptor = TlsAcceptor::from(self.shared.tls.starttls.clone());
-        let handshake =
-            tokio::time::timeout(self.shared.config.negotiation_timeout(), acceptor.accept(tcp));
+        let handshake = tokio::time::timeout(
+            self.shared.config.negotiation_timeout(),
+            acceptor.accept(tcp),
+        );
         match handshake.await {
             Ok(Ok(tls)) => {
                 let bindings = self.shared.tls.channel_bindings(tls.get_ref().1);

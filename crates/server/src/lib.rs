@@ -118,9 +118,11 @@ impl Server {
             } else {
                 server.c2s_addrs.push(addr);
             }
-            server
-                .tasks
-                .push(tokio::spawn(listener::accept_loop(shared.clone(), listener, direct)));
+            server.tasks.push(tokio::spawn(listener::accept_loop(
+                shared.clone(),
+                listener,
+                direct,
+            )));
         }
         Ok(server)
     }
@@ -150,7 +152,6 @@ fn load_or_create_secret(data_dir: &Path) -> Result<Vec<u8>, StartError> {
     }
     let mut secret = vec![0u8; 32];
     getrandom::fill(&mut secret).expect("the operating system's random source is available");
-    tls::write_private(&path, &secret)
-        .map_err(|e| error(std::io::Error::other(e.to_string())))?;
+    tls::write_private(&path, &secret).map_err(|e| error(std::io::Error::other(e.to_string())))?;
     Ok(secret)
 }

@@ -98,7 +98,10 @@ async fn refuse(mut tcp: TcpStream, domain: String) {
     let mut reply = stream_header(&domain, None, None);
     reply.push_str(&error.to_element().to_xml(ns::CLIENT));
     reply.push_str("</stream:stream>");
-    let write = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.write_all(reply.as_bytes()));
+    let write = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tcp.write_all(reply.as_bytes()),
+    );
     let _ = write.await;
     let _ = tcp.shutdown().await;
 }

@@ -61,7 +61,12 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(domains: Vec<String>, store: Store, modules: Modules, queue_capacity: usize) -> Self {
+    pub fn new(
+        domains: Vec<String>,
+        store: Store,
+        modules: Modules,
+        queue_capacity: usize,
+    ) -> Self {
         Router {
             sessions: RwLock::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -184,8 +189,11 @@ impl Router {
             "message" if to.resource().is_none() => {}
             "presence" => {}
             _ => {
-                self.bounce(&stanza, StanzaError::new(StanzaErrorCondition::ServiceUnavailable))
-                    .await
+                self.bounce(
+                    &stanza,
+                    StanzaError::new(StanzaErrorCondition::ServiceUnavailable),
+                )
+                .await
             }
         }
     }
@@ -235,8 +243,11 @@ impl Router {
             if self.account_exists(to).await {
                 self.handle_iq(stanza, to).await;
             } else {
-                self.bounce(&stanza, StanzaError::new(StanzaErrorCondition::ServiceUnavailable))
-                    .await;
+                self.bounce(
+                    &stanza,
+                    StanzaError::new(StanzaErrorCondition::ServiceUnavailable),
+                )
+                .await;
             }
             return;
         }
@@ -273,14 +284,20 @@ impl Router {
             "message" => match stanza.attr("type").unwrap_or("normal") {
                 "normal" | "chat" => Box::pin(self.to_bare_jid(stanza, &to.bare())).await,
                 "groupchat" => {
-                    self.bounce(&stanza, StanzaError::new(StanzaErrorCondition::ServiceUnavailable))
-                        .await
+                    self.bounce(
+                        &stanza,
+                        StanzaError::new(StanzaErrorCondition::ServiceUnavailable),
+                    )
+                    .await
                 }
                 _ => {}
             },
             "iq" => {
-                self.bounce(&stanza, StanzaError::new(StanzaErrorCondition::ServiceUnavailable))
-                    .await
+                self.bounce(
+                    &stanza,
+                    StanzaError::new(StanzaErrorCondition::ServiceUnavailable),
+                )
+                .await
             }
             _ => {}
         }

@@ -82,13 +82,14 @@ impl TlsSetup {
     /// The channel bindings of an established server connection. tls-exporter is only
     /// offered over TLS 1.3: over 1.2 it is unsafe without extended master secret (RFC 9266 §3).
     pub fn channel_bindings(&self, connection: &rustls::ServerConnection) -> ChannelBindings {
-        let tls_exporter = (connection.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
-            .then(|| {
-                connection
-                    .export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None)
-                    .ok()
-            })
-            .flatten();
+        let tls_exporter = (connection.protocol_version()
+            == Some(rustls::ProtocolVersion::TLSv1_3))
+        .then(|| {
+            connection
+                .export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None)
+                .ok()
+        })
+        .flatten();
         ChannelBindings {
             tls_exporter,
             tls_server_end_point: Some(self.server_end_point.clone()),

@@ -662,7 +662,10 @@ fn text_before_root_fails_without_waiting_for_a_tag() {
         let mut parser = StreamParser::new(Limits::default());
         let mut out = Vec::new();
         assert!(
-            matches!(parser.feed(input, &mut out), Err(XmlError::NotWellFormed(_))),
+            matches!(
+                parser.feed(input, &mut out),
+                Err(XmlError::NotWellFormed(_))
+            ),
             "{input:?}"
         );
     }
@@ -688,6 +691,8 @@ fn split_start_tag_between_stanzas_is_not_mistaken_for_text() {
     parser
         .feed(&stream_bytes(b"<presence/> <mess"), &mut out)
         .expect("partial tag");
-    parser.feed(b"age to='a@b'/>", &mut out).expect("tag completes");
+    parser
+        .feed(b"age to='a@b'/>", &mut out)
+        .expect("tag completes");
     assert!(matches!(out.last(), Some(StreamEvent::Element(e)) if e.name == "message"));
 }

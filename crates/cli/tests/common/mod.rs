@@ -32,7 +32,10 @@ pub fn starling_bin() -> PathBuf {
         Some(path) => PathBuf::from(path),
         None => {
             let exe = std::env::current_exe().expect("current executable");
-            let dir = exe.parent().and_then(Path::parent).expect("target directory");
+            let dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("target directory");
             dir.join("starling")
         }
     }
@@ -49,7 +52,12 @@ pub struct TestServer {
 
 impl TestServer {
     /// Start with the default test config plus `extra` TOML appended to its sections.
-    pub fn start(extra_top: &str, extra_c2s: &str, extra_limits: &str, extra_auth: &str) -> TestServer {
+    pub fn start(
+        extra_top: &str,
+        extra_c2s: &str,
+        extra_limits: &str,
+        extra_auth: &str,
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("starling.toml");
         let config = format!(
@@ -297,7 +305,11 @@ impl Client {
             error.to_xml(CLIENT_NS)
         );
         assert_eq!(self.next_event().await, Some(StreamEvent::Close));
-        assert_eq!(self.next_event().await, None, "connection closed after the error");
+        assert_eq!(
+            self.next_event().await,
+            None,
+            "connection closed after the error"
+        );
     }
 
     pub async fn open_stream(&mut self, to: &str) -> Element {
@@ -316,7 +328,8 @@ impl Client {
     }
 
     pub async fn starttls(&mut self, cert: &Path) {
-        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await;
+        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await;
         let proceed = self.next_element().await;
         assert!(proceed.is("proceed", TLS_NS), "{proceed:?}");
         let tcp = self.tcp.take().expect("plain connection");
@@ -352,7 +365,12 @@ impl Client {
     }
 
     /// SASL with `mechanism`; returns the server's answer element (success or failure).
-    pub async fn authenticate(&mut self, mechanism: Mechanism, user: &str, password: &str) -> Element {
+    pub async fn authenticate(
+        &mut self,
+        mechanism: Mechanism,
+        user: &str,
+        password: &str,
+    ) -> Element {
         let cb = if mechanism.is_plus() {
             let (exporter, end_point) = self.channel_bindings.clone().expect("TLS is up");
             Some(if matches!(mechanism, Mechanism::ScramSha1Plus) {
@@ -375,8 +393,11 @@ impl Client {
             if answer.is("challenge", SASL_NS) {
                 let challenge = unb64(&answer.text());
                 let response = sasl.respond(&challenge).expect("valid challenge");
-                self.send(&format!("<response xmlns='{SASL_NS}'>{}</response>", b64(&response)))
-                    .await;
+                self.send(&format!(
+                    "<response xmlns='{SASL_NS}'>{}</response>",
+                    b64(&response)
+                ))
+                .await;
                 continue;
             }
             if answer.is("success", SASL_NS) {
@@ -416,10 +437,19 @@ impl Client {
         client.starttls(&server.cert_path()).await;
         client.open_stream("localhost").await;
         let answer = client.authenticate(mechanism, user, PASSWORD).await;
-        assert!(answer.is("success", SASL_NS), "{}", answer.to_xml(CLIENT_NS));
+        assert!(
+            answer.is("success", SASL_NS),
+            "{}",
+            answer.to_xml(CLIENT_NS)
+        );
         client.open_stream("localhost").await;
         let bound = client.bind(Some(resource)).await;
-        assert_eq!(bound.attr("type"), Some("result"), "{}", bound.to_xml(CLIENT_NS));
+        assert_eq!(
+            bound.attr("type"),
+            Some("result"),
+            "{}",
+            bound.to_xml(CLIENT_NS)
+        );
         let jid = bound
             .child("bind", BIND_NS)
             .and_then(|b| b.child("jid", BIND_NS))

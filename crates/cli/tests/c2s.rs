@@ -49,7 +49,8 @@ async fn two_users_log_in_over_starttls_and_exchange_messages() {
 async fn every_scram_mechanism_and_plain_authenticate() {
     let server = server_with_users(&["carol"]).await;
     for mechanism in Mechanism::ALL {
-        let mut client = Client::login_with(&server, "carol", mechanism.name(), mechanism).await;
+        let mut client =
+            Client::login_with(&server, "carol", "localhost", mechanism.name(), mechanism).await;
         client.assert_alive().await;
     }
 }
@@ -281,8 +282,16 @@ async fn stanza_to_remote_domain_gets_remote_server_not_found() {
 async fn second_domain_is_served_with_its_own_users() {
     let server = TestServer::default_config();
     server.adduser("nia@example.test");
-    let mut client = Client::connect(server.c2s).await;
-    client.open_stream("example.test").await;
+    server.adduser("nia@localhost");
+    let mut at_example =
+        Client::login_with(&server, "nia", "example.test", "r", Mechanism::ScramSha256).await;
+    assert_eq!(at_example.jid.as_deref(), Some("nia@example.test/r"));
+    let mut at_localhost = Client::login(&server, "nia", "r").await;
+    at_localhost
+        .send("<message to='nia@example.test/r' id='x1'><body>across domains</body></message>")
+        .await;
+    let received = at_example.wait_for(|e| e.name == "message").await;
+    assert_eq!(received.attr("from"), Some("nia@localhost/r"));
 }
 
 /// A bad-input case: what to send after opening a plain stream, and the error.
@@ -481,4 +490,25 @@ async fn bind_with_invalid_resource_gets_bad_request() {
     assert_eq!(reply.attr("type"), Some("error"));
     let error = reply.child("error", CLIENT_NS).expect("error child");
     assert!(error.child("bad-request", STANZAS_NS).is_some());
+}
+
+#[tokio::test]
+async fn client_that_stops_reading_is_disconnected_and_the_sender_keeps_working() {
+    let server = TestServer::start("", "outbound_queue = 8\nwrite_timeout_secs = 1", "", "");
+    server.adduser("ursa@localhost");
+    server.adduser("vera@localhost");
+    let mut slow = Client::login(&server, "ursa", "slow").await;
+    let mut sender = Client::login(&server, "vera", "fast").await;
+    let body = "z".repeat(50_000);
+    // Headlines to a vanished resource are dropped, so the sender gets no bounces to read.
+    for i in 0..400 {
+        sender
+            .send(&format!(
+                "<message to='ursa@localhost/slow' type='headline' id='h{i}'><body>{body}</body></message>"
+            ))
+            .await;
+    }
+    // Far more than the socket buffers hold: the server must give up on the reader.
+    while slow.next_event().await.is_some() {}
+    sender.assert_alive().await;
 }

@@ -37,6 +37,9 @@ pub struct C2sSection {
     pub negotiation_timeout_secs: u64,
     /// Stanzas queued for one client before it is disconnected as too slow.
     pub outbound_queue: usize,
+    /// Seconds a write may wait on a client that does not read before the
+    /// connection is dropped.
+    pub write_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -91,6 +94,7 @@ impl Default for C2sSection {
             tls_required: true,
             negotiation_timeout_secs: 60,
             outbound_queue: 1024,
+            write_timeout_secs: 60,
         }
     }
 }
@@ -221,6 +225,12 @@ impl Config {
         if self.c2s.outbound_queue == 0 {
             error("outbound_queue", "outbound_queue must be at least 1".into());
         }
+        if self.c2s.write_timeout_secs == 0 {
+            error(
+                "write_timeout_secs",
+                "write_timeout_secs must be at least 1".into(),
+            );
+        }
         if self.c2s.negotiation_timeout_secs == 0 {
             error(
                 "negotiation_timeout_secs",
@@ -246,6 +256,10 @@ impl Config {
 
     pub fn negotiation_timeout(&self) -> Duration {
         Duration::from_secs(self.c2s.negotiation_timeout_secs)
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.c2s.write_timeout_secs)
     }
 
     pub fn serves(&self, domain: &str) -> bool {

@@ -302,10 +302,13 @@ impl Connection {
         if self.write_buf.is_empty() {
             return Ok(());
         }
-        let result = self.transport.write_all(&self.write_buf).await;
+        let write = async {
+            self.transport.write_all(&self.write_buf).await?;
+            self.transport.flush().await
+        };
+        let result = tokio::time::timeout(self.shared.config.write_timeout(), write).await;
         self.write_buf.clear();
-        result?;
-        self.transport.flush().await
+        result.map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
     }
 }
 

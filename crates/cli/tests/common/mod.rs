@@ -423,26 +423,27 @@ impl Client {
 
     /// STARTTLS, SCRAM-SHA-256, bind: a logged-in session.
     pub async fn login(server: &TestServer, user: &str, resource: &str) -> Client {
-        Self::login_with(server, user, resource, Mechanism::ScramSha256).await
+        Self::login_with(server, user, "localhost", resource, Mechanism::ScramSha256).await
     }
 
     pub async fn login_with(
         server: &TestServer,
         user: &str,
+        domain: &str,
         resource: &str,
         mechanism: Mechanism,
     ) -> Client {
         let mut client = Client::connect(server.c2s).await;
-        client.open_stream("localhost").await;
+        client.open_stream(domain).await;
         client.starttls(&server.cert_path()).await;
-        client.open_stream("localhost").await;
+        client.open_stream(domain).await;
         let answer = client.authenticate(mechanism, user, PASSWORD).await;
         assert!(
             answer.is("success", SASL_NS),
             "{}",
             answer.to_xml(CLIENT_NS)
         );
-        client.open_stream("localhost").await;
+        client.open_stream(domain).await;
         let bound = client.bind(Some(resource)).await;
         assert_eq!(
             bound.attr("type"),

@@ -215,12 +215,12 @@ async fn ping_is_answered_and_unknown_iq_gets_service_unavailable() {
     let mut client = Client::login(&server, "hal", "r").await;
     client.assert_alive().await;
     client
-        .send("<iq type='get' id='u1' to='localhost'><query xmlns='urn:example:unknown'/></iq>")
+        .expect_stanza_error(
+            "<iq type='get' id='u1' to='localhost'><query xmlns='urn:example:unknown'/></iq>",
+            "u1",
+            "service-unavailable",
+        )
         .await;
-    let reply = client.wait_for(|e| e.attr("id") == Some("u1")).await;
-    assert_eq!(reply.attr("type"), Some("error"));
-    let error = reply.child("error", CLIENT_NS).expect("error child");
-    assert!(error.child("service-unavailable", STANZAS_NS).is_some());
 }
 
 #[tokio::test]
@@ -228,11 +228,12 @@ async fn iq_with_two_payloads_gets_bad_request() {
     let server = server_with_users(&["ida"]).await;
     let mut client = Client::login(&server, "ida", "r").await;
     client
-        .send("<iq type='get' id='b1' to='localhost'><ping xmlns='urn:xmpp:ping'/><ping xmlns='urn:xmpp:ping'/></iq>")
+        .expect_stanza_error(
+            "<iq type='get' id='b1' to='localhost'><ping xmlns='urn:xmpp:ping'/><ping xmlns='urn:xmpp:ping'/></iq>",
+            "b1",
+            "bad-request",
+        )
         .await;
-    let reply = client.wait_for(|e| e.attr("id") == Some("b1")).await;
-    let error = reply.child("error", CLIENT_NS).expect("error child");
-    assert!(error.child("bad-request", STANZAS_NS).is_some());
 }
 
 #[tokio::test]
@@ -240,17 +241,11 @@ async fn message_to_offline_or_unknown_user_bounces_service_unavailable() {
     let server = server_with_users(&["jan", "kim"]).await;
     let mut client = Client::login(&server, "jan", "r").await;
     for to in ["kim@localhost", "nobody@localhost"] {
-        client
-            .send(&format!(
-                "<message to='{to}' type='chat' id='o-{to}'><body>hi</body></message>"
-            ))
+        let xml = format!("<message to='{to}' type='chat' id='o-{to}'><body>hi</body></message>");
+        let reply = client
+            .expect_stanza_error(&xml, &format!("o-{to}"), "service-unavailable")
             .await;
-        let id = format!("o-{to}");
-        let reply = client.wait_for(|e| e.attr("id") == Some(id.as_str())).await;
-        assert_eq!(reply.attr("type"), Some("error"));
         assert_eq!(reply.attr("from"), Some(to));
-        let error = reply.child("error", CLIENT_NS).expect("error child");
-        assert!(error.child("service-unavailable", STANZAS_NS).is_some());
     }
 }
 
@@ -259,11 +254,12 @@ async fn malformed_to_gets_jid_malformed() {
     let server = server_with_users(&["lee"]).await;
     let mut client = Client::login(&server, "lee", "r").await;
     client
-        .send("<message to='a@b@localhost' id='j1'><body>x</body></message>")
+        .expect_stanza_error(
+            "<message to='a@b@localhost' id='j1'><body>x</body></message>",
+            "j1",
+            "jid-malformed",
+        )
         .await;
-    let reply = client.wait_for(|e| e.attr("id") == Some("j1")).await;
-    let error = reply.child("error", CLIENT_NS).expect("error child");
-    assert!(error.child("jid-malformed", STANZAS_NS).is_some());
 }
 
 #[tokio::test]
@@ -271,11 +267,12 @@ async fn stanza_to_remote_domain_gets_remote_server_not_found() {
     let server = server_with_users(&["max"]).await;
     let mut client = Client::login(&server, "max", "r").await;
     client
-        .send("<message to='someone@remote.example' id='r1'><body>x</body></message>")
+        .expect_stanza_error(
+            "<message to='someone@remote.example' id='r1'><body>x</body></message>",
+            "r1",
+            "remote-server-not-found",
+        )
         .await;
-    let reply = client.wait_for(|e| e.attr("id") == Some("r1")).await;
-    let error = reply.child("error", CLIENT_NS).expect("error child");
-    assert!(error.child("remote-server-not-found", STANZAS_NS).is_some());
 }
 
 #[tokio::test]

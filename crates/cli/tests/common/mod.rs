@@ -460,6 +460,26 @@ impl Client {
         client
     }
 
+    /// Send `xml` (whose id is `id`) and return the error reply with its condition
+    /// checked to be `condition`.
+    pub async fn expect_stanza_error(&mut self, xml: &str, id: &str, condition: &str) -> Element {
+        self.send(xml).await;
+        let reply = self.wait_for(|e| e.attr("id") == Some(id)).await;
+        assert_eq!(
+            reply.attr("type"),
+            Some("error"),
+            "{}",
+            reply.to_xml(CLIENT_NS)
+        );
+        let error = reply.child("error", CLIENT_NS).expect("error child");
+        assert!(
+            error.child(condition, STANZAS_NS).is_some(),
+            "expected <{condition}/>: {}",
+            reply.to_xml(CLIENT_NS)
+        );
+        reply
+    }
+
     /// A ping round trip to the server: proves the session still works.
     pub async fn assert_alive(&mut self) {
         let id = format!("ping-{}", rand_id());

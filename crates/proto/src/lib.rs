@@ -2,9 +2,11 @@
 //! SASL, and the sans-IO negotiation state machines.
 
 pub mod c2s;
+pub mod datetime;
 pub mod error;
 pub mod jid;
 pub mod ns;
+pub mod roster;
 pub mod sasl;
 
 pub use jid::{Jid, JidError};

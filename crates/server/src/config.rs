@@ -57,6 +57,12 @@ pub struct LimitsSection {
     pub max_stanza_bytes: usize,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Items in one roster; adding more is refused with `not-acceptable`.
+    pub max_roster_items: u64,
+    /// Bytes of a roster item's name or of one group name.
+    pub max_roster_text: usize,
+    /// Messages kept for an offline user; more are bounced with `resource-constraint`.
+    pub max_offline_messages: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -105,6 +111,9 @@ impl Default for LimitsSection {
             max_stanza_bytes: 256 * 1024,
             max_connections: 10_000,
             max_connections_per_ip: 100,
+            max_roster_items: 1000,
+            max_roster_text: 1024,
+            max_offline_messages: 500,
         }
     }
 }
@@ -220,6 +229,12 @@ impl Config {
             error(
                 "max_connections",
                 "connection limits must be at least 1".into(),
+            );
+        }
+        if self.limits.max_roster_items == 0 || self.limits.max_roster_text == 0 {
+            error(
+                "max_roster_items",
+                "roster limits must be at least 1".into(),
             );
         }
         if self.c2s.outbound_queue == 0 {

@@ -18,7 +18,8 @@ use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::router::{Outbound, SessionInbox};
+use crate::presence::SessionChange;
+use crate::sessions::{Outbound, SessionInbox};
 use crate::Shared;
 
 /// The socket before and after STARTTLS.
@@ -119,7 +120,13 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, direct_tls: bool) {
     };
     connection.run().await;
     if let Some((jid, inbox)) = connection.session.take() {
-        connection.shared.router.unregister(&jid, inbox.id);
+        connection
+            .shared
+            .router
+            .presence
+            .session_ended(&inbox.handle)
+            .await;
+        connection.shared.router.sessions.unregister(&inbox.handle);
         tracing::debug!(%jid, "session ended");
     }
 }
@@ -243,7 +250,7 @@ impl Connection {
                     tracing::info!(user = %username, %domain, mechanism = mechanism.name(), "authenticated");
                 }
                 Action::Bound(jid) => {
-                    let inbox = self.shared.router.register(jid.clone());
+                    let inbox = self.shared.router.sessions.register(jid.clone());
                     tracing::info!(%jid, "session bound");
                     self.session = Some((jid, inbox));
                 }
@@ -252,7 +259,17 @@ impl Connection {
                         self.closing = true;
                         return;
                     }
-                    self.shared.router.route(stanza).await;
+                    let Some((_, inbox)) = &self.session else {
+                        continue;
+                    };
+                    let handle = inbox.handle.clone();
+                    let change = self.shared.router.route_from_session(&handle, stanza).await;
+                    if let SessionChange::BecameAvailable { priority } = change {
+                        if priority >= 0 && !self.deliver_offline(&handle.jid.bare()).await {
+                            self.closing = true;
+                            return;
+                        }
+                    }
                 }
                 Action::Close => {
                     let _ = self.flush().await;
@@ -262,6 +279,24 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// XEP-0160: stored messages go out before anything queued after them, and are
+    /// deleted only once written. False when the connection failed.
+    async fn deliver_offline(&mut self, account: &Jid) -> bool {
+        let shared = self.shared.clone();
+        let Some(batch) = shared.router.offline.pending(account).await else {
+            return true;
+        };
+        for message in &batch.messages {
+            self.write_buf
+                .extend_from_slice(message.to_xml(ns::CLIENT).as_bytes());
+        }
+        if self.flush().await.is_err() {
+            return false;
+        }
+        batch.delivered().await;
+        true
     }
 
     fn machine_domain(&self) -> String {

@@ -1,11 +1,15 @@
 //! The tokio shell of Starling: listeners, TLS, connection tasks, the router and
 //! the session table. Protocol decisions live in `starling-proto`.
 
+mod blocking;
 pub mod config;
 mod connection;
 mod listener;
 pub mod modules;
+mod offline;
+mod presence;
 pub mod router;
+pub mod sessions;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -18,14 +22,18 @@ use starling_store::Store;
 
 pub use config::{Config, ConfigError};
 
+use crate::blocking::Blocking;
 use crate::listener::ConnectionLimits;
-use crate::modules::Modules;
+use crate::modules::{ModuleContext, Modules};
+use crate::offline::Offline;
+use crate::presence::Presence;
 use crate::router::Router;
+use crate::sessions::SessionTable;
 use crate::tls::TlsSetup;
 
 /// What every connection task shares.
 pub struct Shared {
-    pub config: Config,
+    pub config: Arc<Config>,
     pub c2s: Arc<C2sConfig>,
     pub tls: TlsSetup,
     pub store: Store,
@@ -72,11 +80,37 @@ impl Server {
             default_iterations: config.auth.scram_iterations,
             session_features: Vec::new(),
         });
+        let config = Arc::new(config);
+        let sessions = Arc::new(SessionTable::new(config.c2s.outbound_queue));
+        let blocking = Arc::new(Blocking::new(store.clone()));
+        let presence = Arc::new(Presence::new(
+            config.domains.clone(),
+            store.clone(),
+            sessions.clone(),
+            blocking.clone(),
+            config.limits.max_roster_items,
+            config.limits.max_roster_text,
+        ));
+        let offline = Arc::new(Offline::new(
+            store.clone(),
+            config.limits.max_offline_messages,
+        ));
+        let modules = Modules::standard(&ModuleContext {
+            config: config.clone(),
+            store: store.clone(),
+            sessions: sessions.clone(),
+            presence: presence.clone(),
+            blocking: blocking.clone(),
+            started_at: std::time::SystemTime::now(),
+        });
         let router = Router::new(
             config.domains.clone(),
             store.clone(),
-            Modules::standard(),
-            config.c2s.outbound_queue,
+            modules,
+            sessions,
+            presence,
+            offline,
+            blocking,
         );
         let limits = ConnectionLimits::new(
             config.limits.max_connections,
@@ -128,7 +162,7 @@ impl Server {
     }
 
     pub fn session_count(&self) -> usize {
-        self.shared.router.session_count()
+        self.shared.router.sessions.session_count()
     }
 
     /// Stop accepting connections and close storage.

@@ -1,79 +1,48 @@
 //! The one router: every stanza from a session goes through `Router::route`, which
-//! applies RFC 6120 §10 (local domain, local bare or full JID, remote domain).
-//! It knows sessions only as handles with a bounded queue, never sockets.
+//! applies RFC 6120 §10 and RFC 6121 §8 (the server itself, a local bare or full JID,
+//! a remote domain). It knows sessions only through the session table.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use starling_proto::error::{StanzaError, StanzaErrorCondition, StreamError, StreamErrorCondition};
+use starling_proto::error::{StanzaError, StanzaErrorCondition};
 use starling_proto::{ns, Jid};
 use starling_store::{AccountStore, Store};
 use starling_xml::Element;
-use tokio::sync::mpsc;
 
-use crate::modules::Modules;
-
-/// What a session's connection task receives from the rest of the server.
-#[derive(Debug)]
-pub enum Outbound {
-    Stanza(Element),
-    /// End the stream with this error (e.g. `<conflict/>` when replaced).
-    Close(StreamError),
-}
-
-#[derive(Clone)]
-pub struct SessionHandle {
-    pub jid: Jid,
-    id: u64,
-    queue: mpsc::Sender<Outbound>,
-    /// Set when the queue overflowed; the session closes itself as too slow.
-    overflowed: Arc<tokio::sync::Notify>,
-}
-
-impl SessionHandle {
-    fn deliver(&self, stanza: Element) {
-        match self.queue.try_send(Outbound::Stanza(stanza)) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(jid = %self.jid, "outbound queue full; closing the session");
-                self.overflowed.notify_one();
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
-    }
-}
-
-/// The receiving half a connection task keeps for its registered session.
-pub struct SessionInbox {
-    pub id: u64,
-    pub queue: mpsc::Receiver<Outbound>,
-    pub overflowed: Arc<tokio::sync::Notify>,
-}
+use crate::blocking::{mark_blocked, Blocking};
+use crate::modules::{IqRequest, IqTarget, Modules};
+use crate::offline::Offline;
+use crate::presence::{Presence, SessionChange};
+use crate::sessions::{SessionHandle, SessionTable};
 
 pub struct Router {
-    sessions: RwLock<HashMap<Jid, Vec<SessionHandle>>>,
-    next_id: AtomicU64,
+    pub sessions: Arc<SessionTable>,
+    pub presence: Arc<Presence>,
+    pub offline: Arc<Offline>,
+    blocking: Arc<Blocking>,
     domains: Vec<String>,
     store: Store,
-    modules: Modules,
-    queue_capacity: usize,
+    modules: Arc<Modules>,
 }
 
 impl Router {
     pub fn new(
         domains: Vec<String>,
         store: Store,
-        modules: Modules,
-        queue_capacity: usize,
+        modules: Arc<Modules>,
+        sessions: Arc<SessionTable>,
+        presence: Arc<Presence>,
+        offline: Arc<Offline>,
+        blocking: Arc<Blocking>,
     ) -> Self {
         Router {
-            sessions: RwLock::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
+            sessions,
+            presence,
+            offline,
+            blocking,
             domains,
             store,
             modules,
-            queue_capacity,
         }
     }
 
@@ -81,120 +50,91 @@ impl Router {
         self.domains.iter().any(|d| d == domain)
     }
 
-    /// Register a bound session. An existing session with the same full JID is
-    /// told to close with `<conflict/>` (RFC 6120 §7.7.2.2: the newer one wins).
-    pub fn register(&self, jid: Jid) -> SessionInbox {
-        let (queue, inbox) = mpsc::channel(self.queue_capacity);
-        let overflowed = Arc::new(tokio::sync::Notify::new());
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let handle = SessionHandle {
-            jid: jid.clone(),
-            id,
-            queue,
-            overflowed: overflowed.clone(),
-        };
-        let replaced = {
-            let mut sessions = self.sessions.write().expect("session table lock");
-            let resources = sessions.entry(jid.bare()).or_default();
-            let replaced = resources
-                .iter()
-                .position(|s| s.jid == jid)
-                .map(|index| resources.remove(index));
-            resources.push(handle);
-            replaced
-        };
-        if let Some(old) = replaced {
-            let conflict = StreamError::with_text(
-                StreamErrorCondition::Conflict,
-                "replaced by a new session with the same resource",
-            );
-            if old.queue.try_send(Outbound::Close(conflict)).is_err() {
-                old.overflowed.notify_one();
-            }
-        }
-        SessionInbox {
-            id,
-            queue: inbox,
-            overflowed,
-        }
-    }
-
-    pub fn unregister(&self, jid: &Jid, id: u64) {
-        let mut sessions = self.sessions.write().expect("session table lock");
-        if let Some(resources) = sessions.get_mut(&jid.bare()) {
-            resources.retain(|s| s.id != id);
-            if resources.is_empty() {
-                sessions.remove(&jid.bare());
-            }
-        }
-    }
-
-    fn sessions_of(&self, bare: &Jid) -> Vec<SessionHandle> {
-        self.sessions
-            .read()
-            .expect("session table lock")
-            .get(bare)
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    pub fn session_count(&self) -> usize {
-        self.sessions
-            .read()
-            .expect("session table lock")
-            .values()
-            .map(Vec::len)
-            .sum()
-    }
-
-    /// Route a stanza whose `from` the session already stamped and validated.
-    pub async fn route(&self, stanza: Element) {
-        let to = match stanza.attr("to") {
+    /// Route a stanza from a bound session, whose `from` the session stamped and validated.
+    pub async fn route_from_session(
+        &self,
+        session: &SessionHandle,
+        stanza: Element,
+    ) -> SessionChange {
+        let to = match stanza.attr("to").map(Jid::parse) {
             None => None,
-            Some(to) => match Jid::parse(to) {
-                Ok(jid) => Some(jid),
-                Err(e) => {
-                    let error = StanzaError::new(StanzaErrorCondition::JidMalformed)
-                        .with_text(format!("invalid 'to' address: {e}"));
-                    self.bounce(&stanza, error).await;
-                    return;
+            Some(Ok(to)) => Some(to),
+            Some(Err(e)) => {
+                let error = StanzaError::new(StanzaErrorCondition::JidMalformed)
+                    .with_text(format!("invalid 'to' address: {e}"));
+                self.bounce(&stanza, error).await;
+                return SessionChange::Other;
+            }
+        };
+        let user = session.jid.bare();
+        // XEP-0191 §3.4: nothing goes out to an entity the user blocks.
+        if let Some(to) = &to {
+            if to.bare() != user && self.blocking.is_blocked(&user, to).await {
+                if stanza.name != "presence" {
+                    if let Some(reply) = Blocking::blocked_error().reply_to(&stanza) {
+                        self.deliver_reply(mark_blocked(reply)).await;
+                    }
                 }
-            },
-        };
-        let from = stanza.attr("from").and_then(|f| Jid::parse(f).ok());
+                return SessionChange::Other;
+            }
+        }
+        if stanza.name == "presence" {
+            return self.presence.handle_client_presence(session, stanza).await;
+        }
         // RFC 6120 §10.3: no 'to' means the sender's own account.
-        let Some(to) = to.or_else(|| from.as_ref().map(Jid::bare)) else {
-            return;
-        };
+        let to = to.unwrap_or(user);
+        self.route_to(stanza, &to).await;
+        SessionChange::Other
+    }
+
+    async fn route_to(&self, stanza: Element, to: &Jid) {
         if !self.serves(to.domain()) {
-            let error = StanzaError::new(StanzaErrorCondition::RemoteServerNotFound)
-                .with_text("server-to-server connections are not enabled");
-            self.bounce(&stanza, error).await;
+            if stanza.name != "presence" {
+                let error = StanzaError::new(StanzaErrorCondition::RemoteServerNotFound)
+                    .with_text("server-to-server connections are not enabled");
+                self.bounce(&stanza, error).await;
+            }
             return;
         }
         if to.node().is_none() {
-            self.to_server(stanza, &to).await;
+            self.to_server(stanza, to).await;
+            return;
+        }
+        let from = stanza.attr("from").and_then(|f| Jid::parse(f).ok());
+        if let Some(from) = &from {
+            // XEP-0191 §3.3: the blocked get no answer but service-unavailable.
+            if from.bare() != to.bare() && self.blocking.is_blocked(&to.bare(), from).await {
+                if stanza.name != "presence" {
+                    self.bounce(
+                        &stanza,
+                        StanzaError::new(StanzaErrorCondition::ServiceUnavailable),
+                    )
+                    .await;
+                }
+                return;
+            }
+        }
+        if stanza.name == "presence" {
+            self.presence.to_account(stanza, to).await;
         } else if to.is_bare() {
-            self.to_bare_jid(stanza, &to).await;
+            self.to_bare_jid(stanza, to).await;
         } else {
-            self.to_full_jid(stanza, &to).await;
+            self.to_full_jid(stanza, to).await;
         }
     }
 
-    /// RFC 6120 §10.4.1 / §8.5: the server itself (or a full JID at the domain,
-    /// which names no session here) answers.
+    /// RFC 6120 §10.4: the server itself answers.
     async fn to_server(&self, stanza: Element, to: &Jid) {
         match stanza.name.as_str() {
-            "iq" => self.handle_iq(stanza, to).await,
-            "message" if to.resource().is_none() => {}
-            "presence" => {}
-            _ => {
+            "iq" if to.resource().is_none() => self.handle_iq(stanza, to).await,
+            "iq" => {
                 self.bounce(
                     &stanza,
                     StanzaError::new(StanzaErrorCondition::ServiceUnavailable),
                 )
                 .await
             }
+            _ => {}
         }
     }
 
@@ -214,9 +154,24 @@ impl Router {
             self.bounce(&iq, error).await;
             return;
         };
-        let reply = match self.modules.iq_handler(&payload.ns) {
-            Some(handler) => handler.handle(&iq, to).await,
-            None => Err(StanzaError::new(StanzaErrorCondition::ServiceUnavailable)),
+        let target = if to.node().is_some() {
+            IqTarget::Account
+        } else {
+            IqTarget::Server
+        };
+        let from = iq.attr("from").and_then(|f| Jid::parse(f).ok());
+        let reply = match (self.modules.iq_handler(target, &payload.ns), &from) {
+            (Some(handler), Some(from)) => {
+                let request = IqRequest {
+                    iq: &iq,
+                    payload,
+                    is_set: kind == IqKind::Set,
+                    from,
+                    to,
+                };
+                handler.handle(request).await
+            }
+            _ => Err(StanzaError::new(StanzaErrorCondition::ServiceUnavailable)),
         };
         match reply {
             Ok(payload) => {
@@ -237,12 +192,15 @@ impl Router {
         }
     }
 
+    /// RFC 6121 §8.5.2 (and §8.5.1 for an account that does not exist).
     async fn to_bare_jid(&self, stanza: Element, to: &Jid) {
-        if stanza.name == "iq" {
-            // RFC 6120 §10.5.4: the server answers IQs to a bare JID on the account's behalf.
-            if self.account_exists(to).await {
-                self.handle_iq(stanza, to).await;
-            } else {
+        if !self.account_exists(to).await {
+            let answer = match stanza.name.as_str() {
+                "iq" => true,
+                "message" => !matches!(stanza.attr("type"), Some("headline" | "error")),
+                _ => false,
+            };
+            if answer {
                 self.bounce(
                     &stanza,
                     StanzaError::new(StanzaErrorCondition::ServiceUnavailable),
@@ -251,38 +209,54 @@ impl Router {
             }
             return;
         }
-        let sessions = self.sessions_of(to);
-        if !sessions.is_empty() {
-            for session in &sessions {
-                session.deliver(stanza.clone());
-            }
+        if stanza.name == "iq" {
+            // RFC 6120 §10.5.4: the server answers IQs to a bare JID on the account's behalf.
+            self.handle_iq(stanza, to).await;
             return;
         }
-        if stanza.name == "message" {
-            match stanza.attr("type").unwrap_or("normal") {
-                "headline" | "error" => {}
-                _ => {
-                    let error = StanzaError::new(StanzaErrorCondition::ServiceUnavailable)
-                        .with_text("the recipient is not online");
+        let kind = stanza.attr("type").unwrap_or("normal").to_string();
+        // Chat, normal and headline go to every available resource of non-negative
+        // priority (the "all non-negative resources" choice of RFC 6121 §8.5.2.1.1).
+        let recipients: Vec<SessionHandle> = self
+            .sessions
+            .available_sessions(to)
+            .into_iter()
+            .filter(|s| s.presence().priority >= 0)
+            .collect();
+        match kind.as_str() {
+            "groupchat" => {
+                self.bounce(
+                    &stanza,
+                    StanzaError::new(StanzaErrorCondition::ServiceUnavailable),
+                )
+                .await
+            }
+            "error" => {}
+            _ if !recipients.is_empty() => {
+                for session in &recipients {
+                    session.deliver(stanza.clone());
+                }
+            }
+            "headline" => {}
+            _ => {
+                if let Err(error) = self.offline.store(to, &stanza).await {
                     self.bounce(&stanza, error).await;
                 }
             }
         }
     }
 
+    /// RFC 6121 §8.5.3.
     async fn to_full_jid(&self, stanza: Element, to: &Jid) {
-        let session = self
-            .sessions_of(&to.bare())
-            .into_iter()
-            .find(|s| &s.jid == to);
-        if let Some(session) = session {
+        if let Some(session) = self.sessions.session(to) {
             session.deliver(stanza);
             return;
         }
-        // RFC 6120 §8.5.3.2: no such resource.
         match stanza.name.as_str() {
             "message" => match stanza.attr("type").unwrap_or("normal") {
-                "normal" | "chat" => Box::pin(self.to_bare_jid(stanza, &to.bare())).await,
+                "normal" | "chat" | "headline" => {
+                    Box::pin(self.to_bare_jid(stanza, &to.bare())).await
+                }
                 "groupchat" => {
                     self.bounce(
                         &stanza,
@@ -307,6 +281,9 @@ impl Router {
         let Some(node) = jid.node() else {
             return false;
         };
+        if !self.sessions.sessions_of(jid).is_empty() {
+            return true;
+        }
         match self.store.account_exists(node, jid.domain()).await {
             Ok(exists) => exists,
             Err(e) => {
@@ -328,11 +305,7 @@ impl Router {
         let Some(to) = reply.attr("to").and_then(|t| Jid::parse(t).ok()) else {
             return;
         };
-        if let Some(session) = self
-            .sessions_of(&to.bare())
-            .into_iter()
-            .find(|s| s.jid == to)
-        {
+        if let Some(session) = self.sessions.session(&to) {
             session.deliver(reply);
         }
     }

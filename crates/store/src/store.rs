@@ -128,3 +128,8 @@ impl Store {
         on_pool!(self, pool => pool.close().await)
     }
 }
+
+/// Converts a `COUNT(*)`, which is never negative; the check only guards against a broken driver.
+pub(crate) fn count_from_db(count: i64) -> Result<u64, StoreError> {
+    u64::try_from(count).map_err(|_| StoreError::Corrupt(format!("negative count {count}")))
+}

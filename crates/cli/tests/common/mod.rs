@@ -480,6 +480,17 @@ impl Client {
         reply
     }
 
+    /// Send initial presence and wait for the server to reflect it back to this
+    /// resource (RFC 6121 §4.2.2), so the session is available when this returns.
+    pub async fn go_available(&mut self) {
+        self.send("<presence/>").await;
+        let me = self.jid.clone().expect("bound");
+        self.wait_for(|e| {
+            e.name == "presence" && e.attr("from") == Some(me.as_str()) && e.attr("type").is_none()
+        })
+        .await;
+    }
+
     /// A ping round trip to the server: proves the session still works.
     pub async fn assert_alive(&mut self) {
         let id = format!("ping-{}", rand_id());

@@ -27,6 +27,10 @@ class Client(slixmpp.ClientXMPP):
         self.add_event_handler("failed_auth", self.on_failed_auth)
 
     async def on_session_start(self, _event):
+        # What every client does at login; the server handles the presence before
+        # the roster request, so after the answer this resource is available.
+        self.send_presence()
+        await self.get_roster()
         if not self.session_ready.done():
             self.session_ready.set_result(True)
 

@@ -14,12 +14,16 @@ use base64::Engine;
 use starling_xml::{Element, StreamEvent, StreamHeader, XmlError, STREAM_NS};
 
 use crate::error::{StanzaError, StanzaErrorCondition, StreamError, StreamErrorCondition};
-use crate::jid::{prepare_resourcepart, Jid};
+use crate::jid::{prepare_localpart, prepare_resourcepart, Jid};
 use crate::ns;
 use crate::sasl::{
     ChannelBindings, Mechanism, SaslFailure, SaslServer, SaslServerConfig, ScramCredentials,
     ScramHash, ServerStep,
 };
+
+/// XEP-0077 in-band registration: the IQ namespace and the stream feature.
+pub const REGISTER_NS: &str = "jabber:iq:register";
+pub const REGISTER_FEATURE_NS: &str = "http://jabber.org/features/iq-register";
 
 /// What a c2s stream offers and enforces; one per listener, shared by its connections.
 #[derive(Debug, Clone)]
@@ -41,6 +45,19 @@ pub struct C2sConfig {
     pub default_iterations: u32,
     /// Extra stream features offered once the session is authenticated (modules add these).
     pub session_features: Vec<Element>,
+    /// XEP-0077: unauthenticated clients may create an account, over TLS only.
+    pub allow_registration: bool,
+}
+
+/// Why the shell could not create an account for `Action::Register`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistrationError {
+    /// The username is taken.
+    AccountExists,
+    /// The password is refused by the PRECIS OpaqueString profile.
+    UnusablePassword,
+    /// Storage failed.
+    Unavailable,
 }
 
 /// What the shell tells the machine.
@@ -57,6 +74,8 @@ pub enum Input {
     CredentialsUnavailable,
     /// The stream was not opened or authenticated in time.
     NegotiationTimeout,
+    /// The answer to `Action::Register`.
+    RegistrationResult(Result<(), RegistrationError>),
 }
 
 /// What the machine asks of the shell, in order.
@@ -77,6 +96,13 @@ pub enum Action {
         username: String,
         domain: String,
         mechanism: Mechanism,
+    },
+    /// Create this account (XEP-0077): derive and store SCRAM credentials for every
+    /// hash, then feed `Input::RegistrationResult`. `username` is already prepared.
+    Register {
+        username: String,
+        domain: String,
+        password: String,
     },
     /// The session is bound to this full JID; the shell registers it (replacing
     /// an older session of the same full JID) before routing anything.
@@ -99,6 +125,8 @@ enum State {
     Authenticating,
     /// The SASL machine asked for credentials; waiting for the shell.
     AwaitingCredentials,
+    /// A registration IQ was handed to the shell; waiting for its result.
+    AwaitingRegistration,
     /// Authenticated, stream restarted, waiting for bind.
     Binding,
     Bound,
@@ -116,6 +144,10 @@ pub struct C2sServer {
     sasl: Option<(Mechanism, SaslServer)>,
     auth_failures: u32,
     jid: Option<Jid>,
+    /// The registration IQ being carried out, answered on `Input::RegistrationResult`.
+    pending_registration: Option<Element>,
+    /// An account was registered on this stream; a second one is refused.
+    registered: bool,
 }
 
 impl C2sServer {
@@ -132,6 +164,8 @@ impl C2sServer {
             sasl: None,
             auth_failures: 0,
             jid: None,
+            pending_registration: None,
+            registered: false,
         }
     }
 
@@ -205,6 +239,12 @@ impl C2sServer {
                     out.push(Action::Send(sasl_failure(
                         SaslFailure::TemporaryAuthFailure,
                     )));
+                }
+            }
+            Input::RegistrationResult(result) => {
+                if self.state == State::AwaitingRegistration {
+                    self.state = State::Negotiating;
+                    self.on_registration_result(result, out);
                 }
             }
             Input::NegotiationTimeout => {
@@ -359,13 +399,16 @@ impl C2sServer {
                 features.push_child(cb);
             }
         }
+        if self.registration_offered() {
+            features.push_child(Element::new("register", REGISTER_FEATURE_NS));
+        }
         features
     }
 
     fn on_element(&mut self, element: Element, out: &mut Vec<Action>) {
         match self.state {
             State::Negotiating | State::Authenticating => self.on_negotiation_element(element, out),
-            State::AwaitingCredentials | State::AwaitingTls => self.fail(
+            State::AwaitingCredentials | State::AwaitingTls | State::AwaitingRegistration => self.fail(
                 StreamError::with_text(
                     StreamErrorCondition::PolicyViolation,
                     "input while a negotiation step is pending",
@@ -409,6 +452,10 @@ impl C2sServer {
                 }
                 _ => self.on_sasl_step(ServerStep::Failure(SaslFailure::MalformedRequest), out),
             }
+            return;
+        }
+        if self.state == State::Negotiating && self.is_registration_iq(&element) {
+            self.on_registration_iq(element, out);
             return;
         }
         if is_stanza(&element) {
@@ -508,23 +555,159 @@ impl C2sServer {
                 self.sasl = None;
                 self.state = State::Negotiating;
                 if failure != SaslFailure::Aborted {
-                    self.auth_failures += 1;
-                    out.push(Action::Delay(
-                        self.config.auth_failure_delay * (self.auth_failures - 1),
-                    ));
+                    self.count_failure(out);
                 }
                 out.push(Action::Send(sasl_failure(failure)));
-                if self.auth_failures >= self.config.max_auth_failures {
-                    self.fail(
-                        StreamError::with_text(
-                            StreamErrorCondition::PolicyViolation,
-                            "too many failed authentication attempts",
-                        ),
-                        out,
-                    );
-                }
+                self.enforce_failure_limit(out);
             }
         }
+    }
+
+    /// Counts a failed attempt (authentication or registration); the answer that
+    /// follows waits n-1 times the configured delay.
+    fn count_failure(&mut self, out: &mut Vec<Action>) {
+        self.auth_failures += 1;
+        out.push(Action::Delay(
+            self.config.auth_failure_delay * (self.auth_failures - 1),
+        ));
+    }
+
+    fn enforce_failure_limit(&mut self, out: &mut Vec<Action>) {
+        if self.auth_failures >= self.config.max_auth_failures {
+            self.fail(
+                StreamError::with_text(
+                    StreamErrorCondition::PolicyViolation,
+                    "too many failed attempts",
+                ),
+                out,
+            );
+        }
+    }
+
+    /// XEP-0077 §9: the password travels inside the stream, so only an encrypted one
+    /// may register.
+    fn registration_offered(&self) -> bool {
+        self.config.allow_registration && self.encrypted && self.authenticated.is_none()
+    }
+
+    fn is_registration_iq(&self, element: &Element) -> bool {
+        element.is("iq", ns::CLIENT)
+            && matches!(element.attr("type"), Some("get" | "set"))
+            && element.child("query", REGISTER_NS).is_some()
+    }
+
+    /// XEP-0077 §3.1 before authentication: the form, or a new account.
+    fn on_registration_iq(&mut self, iq: Element, out: &mut Vec<Action>) {
+        // Replies carry neither addresses (the client has no JID yet) nor the
+        // request's payload, which would echo the password.
+        let mut stub = without_addresses(&iq);
+        stub.children.clear();
+        if !self.config.allow_registration {
+            let error = StanzaError::new(StanzaErrorCondition::ServiceUnavailable);
+            send_iq_error(&stub, error, out);
+            return;
+        }
+        if !self.registration_offered() {
+            let error = StanzaError::new(StanzaErrorCondition::NotAuthorized)
+                .with_text("registration requires an encrypted stream");
+            send_iq_error(&stub, error, out);
+            return;
+        }
+        let Some(query) = iq.child("query", REGISTER_NS) else {
+            return;
+        };
+        if iq.attr("type") == Some("get") {
+            let form = Element::new("query", REGISTER_NS)
+                .with_child(
+                    Element::new("instructions", REGISTER_NS)
+                        .with_text("Choose a username and password for this server."),
+                )
+                .with_child(Element::new("username", REGISTER_NS))
+                .with_child(Element::new("password", REGISTER_NS));
+            let result = iq_result(&stub).with_child(form);
+            out.push(Action::Send(result.to_xml(ns::CLIENT)));
+            return;
+        }
+        if query.child("remove", REGISTER_NS).is_some() {
+            // XEP-0077 §3.2: an unauthenticated stream has no account to cancel.
+            let error = StanzaError::new(StanzaErrorCondition::RegistrationRequired);
+            send_iq_error(&stub, error, out);
+            return;
+        }
+        if self.registered {
+            // XEP-0077 §3.1.1 allows refusing a second identity; log in to use the first.
+            let error = StanzaError::new(StanzaErrorCondition::NotAcceptable)
+                .with_text("one account may be registered per stream");
+            send_iq_error(&stub, error, out);
+            return;
+        }
+        let field = |name: &str| {
+            query
+                .child(name, REGISTER_NS)
+                .map(|e| e.text())
+                .filter(|text| !text.is_empty())
+        };
+        // XEP-0077 §3.1: a missing or empty field is not-acceptable.
+        let (Some(username), Some(password)) = (field("username"), field("password")) else {
+            let error = StanzaError::new(StanzaErrorCondition::NotAcceptable)
+                .with_text("a username and a password are required");
+            self.reject_registration(&stub, error, out);
+            return;
+        };
+        let Ok(username) = prepare_localpart(&username) else {
+            let error = StanzaError::new(StanzaErrorCondition::JidMalformed)
+                .with_text("the username is not a valid JID localpart");
+            self.reject_registration(&stub, error, out);
+            return;
+        };
+        self.pending_registration = Some(stub);
+        self.state = State::AwaitingRegistration;
+        out.push(Action::Register {
+            username,
+            domain: self.domain.clone().unwrap_or_default(),
+            password,
+        });
+    }
+
+    fn on_registration_result(
+        &mut self,
+        result: Result<(), RegistrationError>,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(stub) = self.pending_registration.take() else {
+            return;
+        };
+        let error = match result {
+            Ok(()) => {
+                self.registered = true;
+                out.push(Action::Send(iq_result(&stub).to_xml(ns::CLIENT)));
+                return;
+            }
+            Err(RegistrationError::AccountExists) => {
+                StanzaError::new(StanzaErrorCondition::Conflict)
+            }
+            Err(RegistrationError::UnusablePassword) => {
+                StanzaError::new(StanzaErrorCondition::NotAcceptable)
+                    .with_text("the password contains characters that are not allowed")
+            }
+            Err(RegistrationError::Unavailable) => {
+                send_iq_error(
+                    &stub,
+                    StanzaError::new(StanzaErrorCondition::InternalServerError),
+                    out,
+                );
+                return;
+            }
+        };
+        self.reject_registration(&stub, error, out);
+    }
+
+    /// A refused registration counts like a failed authentication, so neither can be
+    /// used to probe usernames or burn key derivations without limit.
+    fn reject_registration(&mut self, stub: &Element, error: StanzaError, out: &mut Vec<Action>) {
+        self.count_failure(out);
+        send_iq_error(stub, error, out);
+        self.enforce_failure_limit(out);
     }
 
     fn on_binding_element(&mut self, element: Element, out: &mut Vec<Action>) {
@@ -628,6 +811,20 @@ impl C2sServer {
             return;
         }
         out.push(Action::Route(element));
+    }
+}
+
+fn iq_result(request: &Element) -> Element {
+    let mut result = Element::new("iq", ns::CLIENT).with_attr("type", "result");
+    if let Some(id) = request.attr("id") {
+        result.set_attr("id", id);
+    }
+    result
+}
+
+fn send_iq_error(request: &Element, error: StanzaError, out: &mut Vec<Action>) {
+    if let Some(reply) = error.reply_to(request) {
+        out.push(Action::Send(reply.to_xml(ns::CLIENT)));
     }
 }
 
@@ -746,6 +943,7 @@ mod tests {
             secret: vec![7; 32],
             default_iterations: 4096,
             session_features: Vec::new(),
+            allow_registration: false,
         })
     }
 
@@ -797,7 +995,11 @@ mod tests {
 
     /// Drive a machine through TLS and a SCRAM-SHA-256 login for "juliet".
     fn authenticated_machine() -> C2sServer {
-        let mut machine = C2sServer::new(config(), Some(bindings()));
+        authenticated_machine_with(config())
+    }
+
+    fn authenticated_machine_with(config: Arc<C2sConfig>) -> C2sServer {
+        let mut machine = C2sServer::new(config, Some(bindings()));
         feed(
             &mut machine,
             Input::Event(StreamEvent::Open(header("localhost"))),
@@ -1087,6 +1289,212 @@ mod tests {
             actions,
             vec![Action::Send("</stream:stream>".into()), Action::Close]
         );
+    }
+
+    fn registration_config() -> Arc<C2sConfig> {
+        let mut config = (*config()).clone();
+        config.allow_registration = true;
+        Arc::new(config)
+    }
+
+    /// A machine with its stream open, encrypted or not.
+    fn opened(config: Arc<C2sConfig>, encrypted: bool) -> (C2sServer, String) {
+        let mut machine = C2sServer::new(config, encrypted.then(bindings));
+        let features = sent(&feed(
+            &mut machine,
+            Input::Event(StreamEvent::Open(header("localhost"))),
+        ));
+        (machine, features)
+    }
+
+    fn register_iq(kind: &str, id: &str, fields: &[(&str, &str)]) -> Input {
+        let mut query = element("query", REGISTER_NS);
+        for (name, value) in fields {
+            query.push_child(element(name, REGISTER_NS).with_text(*value));
+        }
+        Input::Event(StreamEvent::Element(
+            element("iq", ns::CLIENT)
+                .with_attr("type", kind)
+                .with_attr("id", id)
+                .with_child(query),
+        ))
+    }
+
+    fn assert_iq_error(actions: &[Action], id: &str, condition: &str) {
+        let text = sent(actions);
+        assert!(
+            text.contains(&format!("id='{id}'")) && text.contains("type='error'"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("<{condition} xmlns='{}'/>", ns::STANZAS)),
+            "expected {condition} in {text}"
+        );
+        assert!(!text.contains("</stream:stream>"), "not a stream error: {text}");
+    }
+
+    #[test]
+    fn disabled_registration_is_service_unavailable_not_a_stream_error() {
+        let (mut machine, features) = opened(config(), true);
+        assert!(!features.contains(REGISTER_FEATURE_NS));
+        let actions = feed(&mut machine, register_iq("get", "r1", &[]));
+        assert_iq_error(&actions, "r1", "service-unavailable");
+        let actions = feed(
+            &mut machine,
+            register_iq("set", "r2", &[("username", "juliet"), ("password", "x")]),
+        );
+        assert_iq_error(&actions, "r2", "service-unavailable");
+        assert!(!machine.is_closed());
+    }
+
+    #[test]
+    fn registration_is_offered_and_accepted_over_tls_only() {
+        let (mut plain, features) = opened(registration_config(), false);
+        assert!(!features.contains(REGISTER_FEATURE_NS));
+        let actions = feed(
+            &mut plain,
+            register_iq("set", "r1", &[("username", "juliet"), ("password", "x")]),
+        );
+        assert_iq_error(&actions, "r1", "not-authorized");
+        assert!(!actions.iter().any(|a| matches!(a, Action::Register { .. })));
+
+        let (_, features) = opened(registration_config(), true);
+        assert!(features.contains(&format!("<register xmlns='{REGISTER_FEATURE_NS}'/>")));
+    }
+
+    #[test]
+    fn registration_form_asks_for_username_and_password() {
+        let (mut machine, _) = opened(registration_config(), true);
+        let text = sent(&feed(&mut machine, register_iq("get", "r1", &[])));
+        assert!(
+            text.contains("type='result'") && text.contains("id='r1'"),
+            "{text}"
+        );
+        for field in ["<instructions>", "<username/>", "<password/>"] {
+            assert!(text.contains(field), "{field} in {text}");
+        }
+    }
+
+    #[test]
+    fn registration_hands_the_prepared_account_to_the_shell_once_per_stream() {
+        let (mut machine, _) = opened(registration_config(), true);
+        let actions = feed(
+            &mut machine,
+            register_iq("set", "r1", &[("username", "Juliet"), ("password", "pencil")]),
+        );
+        assert_eq!(
+            actions,
+            vec![Action::Register {
+                username: "juliet".into(),
+                domain: "localhost".into(),
+                password: "pencil".into(),
+            }]
+        );
+        let text = sent(&feed(&mut machine, Input::RegistrationResult(Ok(()))));
+        assert_eq!(text, "<iq type='result' id='r1'/>");
+        let actions = feed(
+            &mut machine,
+            register_iq("set", "r2", &[("username", "romeo"), ("password", "x")]),
+        );
+        assert_iq_error(&actions, "r2", "not-acceptable");
+        assert!(!actions.iter().any(|a| matches!(a, Action::Register { .. })));
+    }
+
+    #[test]
+    fn registration_errors_do_not_echo_the_password() {
+        let cases: [(&[(&str, &str)], Option<RegistrationError>, &str); 6] = [
+            (&[("username", "juliet")], None, "not-acceptable"),
+            (
+                &[("username", "juliet"), ("password", "")],
+                None,
+                "not-acceptable",
+            ),
+            (
+                &[("username", "a@b"), ("password", "pencil")],
+                None,
+                "jid-malformed",
+            ),
+            (
+                &[("username", "juliet"), ("password", "pencil")],
+                Some(RegistrationError::AccountExists),
+                "conflict",
+            ),
+            (
+                &[("username", "juliet"), ("password", "pencil")],
+                Some(RegistrationError::UnusablePassword),
+                "not-acceptable",
+            ),
+            (
+                &[("username", "juliet"), ("password", "pencil")],
+                Some(RegistrationError::Unavailable),
+                "internal-server-error",
+            ),
+        ];
+        for (fields, shell_error, condition) in cases {
+            let (mut machine, _) = opened(registration_config(), true);
+            let mut actions = feed(&mut machine, register_iq("set", "r1", fields));
+            if let Some(error) = shell_error {
+                assert!(matches!(actions[..], [Action::Register { .. }]));
+                actions = feed(&mut machine, Input::RegistrationResult(Err(error)));
+            }
+            assert_iq_error(&actions, "r1", condition);
+            assert!(!sent(&actions).contains("pencil"));
+            assert!(!machine.is_closed());
+        }
+    }
+
+    #[test]
+    fn refused_registrations_count_toward_the_failure_limit() {
+        let (mut machine, _) = opened(registration_config(), true);
+        let first = feed(&mut machine, register_iq("set", "r1", &[]));
+        assert_eq!(first[0], Action::Delay(Duration::ZERO));
+        let second = feed(&mut machine, register_iq("set", "r2", &[]));
+        assert_eq!(second[0], Action::Delay(Duration::from_millis(100)));
+        assert_stream_error(&second, "policy-violation");
+    }
+
+    #[test]
+    fn input_while_a_registration_is_pending_is_a_policy_violation() {
+        let (mut machine, _) = opened(registration_config(), true);
+        feed(
+            &mut machine,
+            register_iq("set", "r1", &[("username", "juliet"), ("password", "x")]),
+        );
+        let actions = feed(&mut machine, register_iq("get", "r2", &[]));
+        assert_stream_error(&actions, "policy-violation");
+    }
+
+    #[test]
+    fn cancelling_before_authentication_is_registration_required() {
+        let (mut machine, _) = opened(registration_config(), true);
+        let query = element("query", REGISTER_NS).with_child(element("remove", REGISTER_NS));
+        let iq = element("iq", ns::CLIENT)
+            .with_attr("type", "set")
+            .with_attr("id", "u1")
+            .with_child(query);
+        let actions = feed(&mut machine, Input::Event(StreamEvent::Element(iq)));
+        assert_iq_error(&actions, "u1", "registration-required");
+    }
+
+    #[test]
+    fn other_iqs_before_authentication_stay_not_authorized() {
+        let (mut machine, _) = opened(registration_config(), true);
+        let ping = element("iq", ns::CLIENT)
+            .with_attr("type", "get")
+            .with_attr("id", "p1")
+            .with_child(element("ping", ns::PING));
+        let actions = feed(&mut machine, Input::Event(StreamEvent::Element(ping)));
+        assert_stream_error(&actions, "not-authorized");
+    }
+
+    #[test]
+    fn authenticated_streams_do_not_offer_registration() {
+        let mut machine = authenticated_machine_with(registration_config());
+        let text = sent(&feed(
+            &mut machine,
+            Input::Event(StreamEvent::Open(header("localhost"))),
+        ));
+        assert!(!text.contains(REGISTER_FEATURE_NS));
     }
 
     #[test]

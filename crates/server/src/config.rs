@@ -76,6 +76,8 @@ pub struct AuthSection {
     pub max_failures: u32,
     /// The n-th failure is answered after n-1 times this many milliseconds.
     pub failure_delay_ms: u64,
+    /// XEP-0077: clients may create accounts over TLS and change their password.
+    pub allow_registration: bool,
 }
 
 impl Default for Config {
@@ -128,6 +130,7 @@ impl Default for AuthSection {
             scram_iterations: 4096,
             max_failures: 3,
             failure_delay_ms: 1000,
+            allow_registration: false,
         }
     }
 }
@@ -306,6 +309,7 @@ mod tests {
         let config = Config::parse("").expect("defaults are valid");
         assert_eq!(config.domains, vec!["localhost".to_string()]);
         assert!(config.c2s.tls_required);
+        assert!(!config.auth.allow_registration);
         assert_eq!(config.limits.max_stanza_bytes, 262_144);
         assert_eq!(config.mechanisms().len(), 7);
         assert!(config.storage_url().starts_with("sqlite://"));

@@ -6,11 +6,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use starling_proto::c2s::{Action, C2sServer, Input};
+use starling_proto::c2s::{Action, C2sServer, Input, RegistrationError};
 use starling_proto::error::{StreamError, StreamErrorCondition};
-use starling_proto::sasl::ChannelBindings;
+use starling_proto::sasl::{ChannelBindings, SaslError};
 use starling_proto::{ns, Jid};
-use starling_store::AccountStore;
+use starling_store::{AccountStore, StoreError};
 use starling_xml::{Limits, StreamParser};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::modules::register::scram_credentials;
 use crate::presence::SessionChange;
 use crate::sessions::{Outbound, SessionInbox};
 use crate::Shared;
@@ -242,6 +243,15 @@ impl Connection {
                         }
                     }
                 }
+                Action::Register {
+                    username,
+                    domain,
+                    password,
+                } => {
+                    let result = self.register(&username, &domain, password).await;
+                    // Answered before anything the client pipelined behind its request.
+                    inputs.push_front(Input::RegistrationResult(result));
+                }
                 Action::Authenticated {
                     username,
                     domain,
@@ -297,6 +307,40 @@ impl Connection {
         }
         batch.delivered().await;
         true
+    }
+
+    /// XEP-0077 account creation: only derived SCRAM keys are stored, never the password.
+    async fn register(
+        &self,
+        username: &str,
+        domain: &str,
+        password: String,
+    ) -> Result<(), RegistrationError> {
+        let iterations = self.shared.config.auth.scram_iterations;
+        let credentials = match scram_credentials(password, iterations).await {
+            Ok(credentials) => credentials,
+            Err(SaslError::InvalidPassword) => return Err(RegistrationError::UnusablePassword),
+            Err(e) => {
+                tracing::error!(error = %e, "deriving credentials failed");
+                return Err(RegistrationError::Unavailable);
+            }
+        };
+        match self
+            .shared
+            .store
+            .create_account(username, domain, &credentials)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(user = %username, %domain, "account registered in-band");
+                Ok(())
+            }
+            Err(StoreError::AccountExists) => Err(RegistrationError::AccountExists),
+            Err(e) => {
+                tracing::error!(error = %e, "account registration failed");
+                Err(RegistrationError::Unavailable)
+            }
+        }
     }
 
     fn machine_domain(&self) -> String {

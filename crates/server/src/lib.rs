@@ -78,7 +78,12 @@ impl Server {
             auth_failure_delay: Duration::from_millis(config.auth.failure_delay_ms),
             secret,
             default_iterations: config.auth.scram_iterations,
-            session_features: Vec::new(),
+            // RFC 6121 §2.6 roster versioning and §3.4 subscription pre-approval.
+            session_features: vec![
+                starling_xml::Element::new("ver", "urn:xmpp:features:rosterver"),
+                starling_xml::Element::new("sub", "urn:xmpp:features:pre-approval"),
+            ],
+            allow_registration: config.auth.allow_registration,
         });
         let config = Arc::new(config);
         let sessions = Arc::new(SessionTable::new(config.c2s.outbound_queue));

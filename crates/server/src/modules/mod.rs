@@ -6,6 +6,7 @@ mod disco;
 mod last;
 mod ping;
 mod private_xml;
+pub(crate) mod register;
 mod time;
 mod vcard;
 mod version;
@@ -82,6 +83,7 @@ impl Modules {
         last::register(&mut modules, context);
         vcard::register(&mut modules, context);
         private_xml::register(&mut modules, context);
+        register::register(&mut modules, context);
         register_im(&mut modules, context);
         // Disco reads the registry itself, so it is built last, from what the others registered.
         disco::register(&mut modules, context);

@@ -1,13 +1,13 @@
 //! Arbitrary bytes through the stream parser into the c2s negotiation machine, with
-//! TLS coming up and credentials answered whenever the machine asks: it must never
-//! panic, and once closed it must stay silent.
+//! TLS coming up and credentials and registrations answered whenever the machine
+//! asks: it must never panic, and once closed it must stay silent.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use starling_proto::c2s::{Action, C2sConfig, C2sServer, Input};
+use starling_proto::c2s::{Action, C2sConfig, C2sServer, Input, RegistrationError};
 use starling_proto::sasl::{ChannelBindings, Mechanism, ScramCredentials, ScramHash};
 use starling_xml::{Limits, StreamParser};
 
@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
         secret: vec![0; 32],
         default_iterations: 16,
         session_features: Vec::new(),
+        allow_registration: data.first().is_some_and(|b| b & 2 == 2),
     });
     // Few iterations keep each run fast; the key derivation itself is not under test here.
     static CREDENTIALS: OnceLock<ScramCredentials> = OnceLock::new();
@@ -59,6 +60,14 @@ fuzz_target!(|data: &[u8]| {
                     Action::LookupCredentials { hash, .. } => inputs.push_back(Input::Credentials(
                         (hash == ScramHash::Sha256).then(|| credentials.clone()),
                     )),
+                    // Usernames starting with "taken" exist already; the shell answers first.
+                    Action::Register { username, .. } => inputs.push_front(
+                        Input::RegistrationResult(if username.starts_with("taken") {
+                            Err(RegistrationError::AccountExists)
+                        } else {
+                            Ok(())
+                        }),
+                    ),
                     _ => {}
                 }
             }

@@ -408,13 +408,14 @@ impl C2sServer {
     fn on_element(&mut self, element: Element, out: &mut Vec<Action>) {
         match self.state {
             State::Negotiating | State::Authenticating => self.on_negotiation_element(element, out),
-            State::AwaitingCredentials | State::AwaitingTls | State::AwaitingRegistration => self.fail(
-                StreamError::with_text(
-                    StreamErrorCondition::PolicyViolation,
-                    "input while a negotiation step is pending",
+            State::AwaitingCredentials | State::AwaitingTls | State::AwaitingRegistration => self
+                .fail(
+                    StreamError::with_text(
+                        StreamErrorCondition::PolicyViolation,
+                        "input while a negotiation step is pending",
+                    ),
+                    out,
                 ),
-                out,
-            ),
             State::Binding => self.on_binding_element(element, out),
             State::Bound => self.on_stanza(element, out),
             State::AwaitingHeader | State::Closed => {}
@@ -1330,7 +1331,10 @@ mod tests {
             text.contains(&format!("<{condition} xmlns='{}'/>", ns::STANZAS)),
             "expected {condition} in {text}"
         );
-        assert!(!text.contains("</stream:stream>"), "not a stream error: {text}");
+        assert!(
+            !text.contains("</stream:stream>"),
+            "not a stream error: {text}"
+        );
     }
 
     #[test]
@@ -1380,7 +1384,11 @@ mod tests {
         let (mut machine, _) = opened(registration_config(), true);
         let actions = feed(
             &mut machine,
-            register_iq("set", "r1", &[("username", "Juliet"), ("password", "pencil")]),
+            register_iq(
+                "set",
+                "r1",
+                &[("username", "Juliet"), ("password", "pencil")],
+            ),
         );
         assert_eq!(
             actions,
@@ -1402,7 +1410,8 @@ mod tests {
 
     #[test]
     fn registration_errors_do_not_echo_the_password() {
-        let cases: [(&[(&str, &str)], Option<RegistrationError>, &str); 6] = [
+        type Fields<'a> = &'a [(&'a str, &'a str)];
+        let cases: [(Fields, Option<RegistrationError>, &str); 6] = [
             (&[("username", "juliet")], None, "not-acceptable"),
             (
                 &[("username", "juliet"), ("password", "")],

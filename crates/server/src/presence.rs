@@ -542,21 +542,24 @@ impl Presence {
 
     fn push(&self, user: &Jid, version: u64, item: Element) {
         for session in self.sessions.sessions_of(user) {
-            if !session.presence().interested {
-                continue;
+            if session.presence().interested {
+                session.deliver(self.push_to(&session.jid, version, item.clone()));
             }
-            let id = self.next_push_id.fetch_add(1, Ordering::Relaxed);
-            let push = Element::new("iq", ns::CLIENT)
-                .with_attr("type", "set")
-                .with_attr("id", format!("push{id}"))
-                .with_attr("to", session.jid.to_string())
-                .with_child(
-                    Element::new("query", ROSTER_NS)
-                        .with_attr("ver", version.to_string())
-                        .with_child(item.clone()),
-                );
-            session.deliver(push);
         }
+    }
+
+    /// A roster push (RFC 6121 §2.1.6) of one item to one resource.
+    fn push_to(&self, resource: &Jid, version: u64, item: Element) -> Element {
+        let id = self.next_push_id.fetch_add(1, Ordering::Relaxed);
+        Element::new("iq", ns::CLIENT)
+            .with_attr("type", "set")
+            .with_attr("id", format!("push{id}"))
+            .with_attr("to", resource.to_string())
+            .with_child(
+                Element::new("query", ROSTER_NS)
+                    .with_attr("ver", version.to_string())
+                    .with_child(item),
+            )
     }
 
     fn bounce(&self, stanza: &Element, error: StanzaError) {
@@ -583,9 +586,7 @@ impl Presence {
             if let Some(session) = self.sessions.session(request.from) {
                 session.update_presence(|state| state.interested = true);
             }
-            return self
-                .roster_get(user, node, request.payload.attr("ver"))
-                .await;
+            return self.roster_get(&request, node).await;
         }
         let update = parse_roster_set(request.payload, self.max_roster_text)?;
         let contact = update.jid.bare();
@@ -613,24 +614,30 @@ impl Presence {
 
     async fn roster_get(
         &self,
-        user: &Jid,
+        request: &IqRequest<'_>,
         node: &str,
-        ver: Option<&str>,
     ) -> Result<Option<Element>, StanzaError> {
-        if let Some(since) = ver.and_then(|v| v.parse::<u64>().ok()) {
+        let user = request.to;
+        let since = request
+            .payload
+            .attr("ver")
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(since) = since {
             let changes = self
                 .store
                 .roster_changes_since(node, user.domain(), since)
                 .await
                 .map_err(internal)?;
-            if let Some((version, changes)) = changes {
-                // RFC 6121 §2.6.3: an empty result, then the changes as pushes.
-                for change in changes {
+            if let Some((_, changes)) = changes {
+                // RFC 6121 §2.6.3: an empty result, then each change as a push to
+                // the requesting resource, carrying the version of that change.
+                let mut follow_ups = request.follow_ups.lock().expect("follow-ups");
+                for (version, change) in changes {
                     let item = match change {
                         RosterChange::Set(item) => item_element(&item),
                         RosterChange::Removed(jid) => roster_remove_element(&jid),
                     };
-                    self.push(user, version, item);
+                    follow_ups.push(self.push_to(request.from, version, item));
                 }
                 return Ok(None);
             }

@@ -160,6 +160,7 @@ impl Router {
             IqTarget::Server
         };
         let from = iq.attr("from").and_then(|f| Jid::parse(f).ok());
+        let follow_ups = std::sync::Mutex::new(Vec::new());
         let reply = match (self.modules.iq_handler(target, &payload.ns), &from) {
             (Some(handler), Some(from)) => {
                 let request = IqRequest {
@@ -168,6 +169,7 @@ impl Router {
                     is_set: kind == IqKind::Set,
                     from,
                     to,
+                    follow_ups: &follow_ups,
                 };
                 handler.handle(request).await
             }
@@ -187,6 +189,10 @@ impl Router {
                     result.push_child(payload);
                 }
                 self.deliver_reply(result).await;
+                let follow_ups = std::mem::take(&mut *follow_ups.lock().expect("follow-ups"));
+                for stanza in follow_ups {
+                    self.deliver_reply(stanza).await;
+                }
             }
             Err(error) => self.bounce(&iq, error).await,
         }

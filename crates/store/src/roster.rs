@@ -99,14 +99,15 @@ pub trait RosterStore {
     ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
 
     /// The current version and the changes after `since` in version order, at most one per
-    /// jid (its latest), removals included; `None` if `since` is newer than the current
-    /// version, in which case the caller sends the full roster.
+    /// jid (its latest), each with the version it was made at (RFC 6121 §2.6.3 pushes carry
+    /// it), removals included; `None` if `since` is newer than the current version, in
+    /// which case the caller sends the full roster.
     fn roster_changes_since(
         &self,
         user: &str,
         domain: &str,
         since: u64,
-    ) -> impl Future<Output = Result<Option<(u64, Vec<RosterChange>)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<(u64, Vec<(u64, RosterChange)>)>, StoreError>> + Send;
 
     fn roster_item_count(
         &self,
@@ -344,7 +345,7 @@ impl RosterStore for Store {
         user: &str,
         domain: &str,
         since: u64,
-    ) -> Result<Option<(u64, Vec<RosterChange>)>, StoreError> {
+    ) -> Result<Option<(u64, Vec<(u64, RosterChange)>)>, StoreError> {
         // Stored versions fit in i64, so a larger `since` is unknown.
         let Ok(since_db) = i64::try_from(since) else {
             return Ok(None);
@@ -353,8 +354,8 @@ impl RosterStore for Store {
         // is either an item or a tombstone, and each version belongs to one change.
         let (version, rows) = on_pool!(self, pool => {
             let rows = sqlx::query(
-                "SELECT v.version AS roster_version, c.jid, c.name, c.subscription, c.ask, \
-                 c.approved, g.group_name \
+                "SELECT v.version AS roster_version, c.version AS change_version, c.jid, c.name, \
+                 c.subscription, c.ask, c.approved, g.group_name \
                  FROM roster_versions v \
                  LEFT JOIN ( \
                      SELECT domain, username, jid, version, name, subscription, ask, approved \
@@ -374,13 +375,35 @@ impl RosterStore for Store {
             .fetch_all(pool)
             .await?;
             let version: Option<i64> = rows.first().map(|r| r.try_get("roster_version")).transpose()?;
-            (version, item_rows!(rows))
+            let change_versions = rows
+                .iter()
+                .map(|r| Ok((r.try_get("jid")?, r.try_get("change_version")?)))
+                .collect::<Result<Vec<(Option<String>, Option<i64>)>, sqlx::Error>>()?;
+            (version, (change_versions, item_rows!(rows)))
         });
+        let (change_versions, rows) = rows;
         let version = version.map_or(Ok(0), version_from_db)?;
         if since > version {
             return Ok(None);
         }
-        Ok(Some((version, fold_rows(rows)?)))
+        let versions: std::collections::HashMap<String, i64> = change_versions
+            .into_iter()
+            .filter_map(|(jid, version)| Some((jid?, version?)))
+            .collect();
+        let changes = fold_rows(rows)?
+            .into_iter()
+            .map(|change| {
+                let jid = match &change {
+                    RosterChange::Set(item) => &item.jid,
+                    RosterChange::Removed(jid) => jid,
+                };
+                let version = versions.get(jid).copied().ok_or_else(|| {
+                    StoreError::Corrupt(format!("roster change {jid:?} without a version"))
+                })?;
+                Ok((version_from_db(version)?, change))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some((version, changes)))
     }
 
     async fn roster_item_count(&self, user: &str, domain: &str) -> Result<u64, StoreError> {

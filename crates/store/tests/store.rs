@@ -700,9 +700,9 @@ async fn roster_changes_since_returns_latest_sets_and_removals_in_version_order(
         Some((
             5,
             vec![
-                RosterChange::Set(c.clone()),
-                RosterChange::Removed("b@example.net".to_owned()),
-                RosterChange::Set(a2.clone()),
+                (3, RosterChange::Set(c.clone())),
+                (4, RosterChange::Removed("b@example.net".to_owned())),
+                (5, RosterChange::Set(a2.clone())),
             ]
         ))
     );
@@ -711,8 +711,8 @@ async fn roster_changes_since_returns_latest_sets_and_removals_in_version_order(
         Some((
             5,
             vec![
-                RosterChange::Removed("b@example.net".to_owned()),
-                RosterChange::Set(a2.clone()),
+                (4, RosterChange::Removed("b@example.net".to_owned())),
+                (5, RosterChange::Set(a2.clone())),
             ]
         ))
     );
@@ -732,9 +732,9 @@ async fn roster_changes_since_returns_latest_sets_and_removals_in_version_order(
         Some((
             7,
             vec![
-                RosterChange::Set(a2),
-                RosterChange::Set(b),
-                RosterChange::Removed("c@example.net".to_owned()),
+                (5, RosterChange::Set(a2)),
+                (6, RosterChange::Set(b)),
+                (7, RosterChange::Removed("c@example.net".to_owned())),
             ]
         ))
     );
@@ -756,7 +756,10 @@ async fn removing_a_missing_roster_item_returns_none_and_keeps_the_version(db: T
     let changes = store.roster_changes_since(user, domain, 1).await.unwrap();
     assert_eq!(
         changes,
-        Some((2, vec![RosterChange::Removed("a@example.net".to_owned())]))
+        Some((
+            2,
+            vec![(2, RosterChange::Removed("a@example.net".to_owned()))]
+        ))
     );
 }
 

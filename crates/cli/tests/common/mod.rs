@@ -528,3 +528,68 @@ pub fn unb64(text: &str) -> Vec<u8> {
         .decode(text)
         .expect("valid base64 from the server")
 }
+
+impl TestServer {
+    /// Keep the data directory and config, stop this process with `stop`, and
+    /// serve the same directory again from a new process.
+    fn restart_after(mut self, stop: impl FnOnce(&mut Child)) -> TestServer {
+        stop(&mut self.child);
+        let _ = self.child.wait();
+        let placeholder = tempfile::tempdir().expect("temp dir");
+        let dir = std::mem::replace(&mut self.dir, placeholder);
+        let config_path = self.config_path.clone();
+        drop(self);
+        TestServer::start_with(dir, config_path)
+    }
+
+    /// A clean restart: SIGTERM (graceful shutdown), wait for exit, start again.
+    pub fn restart_after_sigterm(self) -> TestServer {
+        self.restart_after(|child| {
+            let status = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status()
+                .expect("kill -TERM runs");
+            assert!(status.success(), "kill -TERM succeeded");
+        })
+    }
+
+    /// A crash: SIGKILL (`Child::kill`), no chance to flush anything, start again.
+    pub fn restart_after_sigkill(self) -> TestServer {
+        self.restart_after(|child| child.kill().expect("SIGKILL sent"))
+    }
+}
+
+impl Client {
+    /// Everything that arrives before the result of a ping sent now (the pong
+    /// itself excluded). The server handles a session's stanzas in order, so this
+    /// holds whatever earlier stanzas caused to be sent to this session.
+    pub async fn drain(&mut self) -> Vec<Element> {
+        let id = format!("drain-{}", rand_id());
+        self.send(&format!(
+            "<iq type='get' id='{id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ))
+        .await;
+        let mut received = Vec::new();
+        loop {
+            let element = self.next_element().await;
+            if element.attr("id") == Some(id.as_str()) && element.name == "iq" {
+                assert_eq!(element.attr("type"), Some("result"), "ping answered");
+                return received;
+            }
+            received.push(element);
+        }
+    }
+
+    /// Close the stream cleanly (`</stream:stream>`) and wait for the server to
+    /// close the connection.
+    pub async fn close(mut self) {
+        self.send("</stream:stream>").await;
+        while self.next_event().await.is_some() {}
+    }
+
+    pub fn bare_jid(&self) -> String {
+        let jid = self.jid.as_deref().expect("bound");
+        jid.split('/').next().unwrap_or(jid).to_string()
+    }
+}

@@ -178,12 +178,14 @@ mod tests {
         let iq = Element::new("iq", "jabber:client").with_child(payload.clone());
         let from = Jid::parse(from).expect("from");
         let to = Jid::parse("juliet@capulet.lit").expect("to");
+        let follow_ups = std::sync::Mutex::new(Vec::new());
         let request = IqRequest {
             iq: &iq,
             payload: &payload,
             is_set: false,
             from: &from,
             to: &to,
+            follow_ups: &follow_ups,
         };
         last.handle(request).await
     }

@@ -14,7 +14,7 @@ mod version;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use starling_proto::error::StanzaError;
@@ -49,6 +49,9 @@ pub struct IqRequest<'a> {
     pub from: &'a Jid,
     /// The addressed server domain or account bare JID.
     pub to: &'a Jid,
+    /// Stanzas for the requester that must follow the IQ result, such as the
+    /// roster pushes of an incremental roster sync (RFC 6121 §2.6.3).
+    pub follow_ups: &'a Mutex<Vec<Element>>,
 }
 
 pub trait IqHandler: Send + Sync {

@@ -52,6 +52,10 @@ pub struct RosterItem {
     pub groups: Vec<String>,
 }
 
+/// The current roster version and the changes since some version, each with the
+/// version it was made at.
+pub type RosterChanges = (u64, Vec<(u64, RosterChange)>);
+
 /// One entry of an incremental roster sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RosterChange {
@@ -107,7 +111,7 @@ pub trait RosterStore {
         user: &str,
         domain: &str,
         since: u64,
-    ) -> impl Future<Output = Result<Option<(u64, Vec<(u64, RosterChange)>)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<RosterChanges>, StoreError>> + Send;
 
     fn roster_item_count(
         &self,
@@ -345,7 +349,7 @@ impl RosterStore for Store {
         user: &str,
         domain: &str,
         since: u64,
-    ) -> Result<Option<(u64, Vec<(u64, RosterChange)>)>, StoreError> {
+    ) -> Result<Option<RosterChanges>, StoreError> {
         // Stored versions fit in i64, so a larger `since` is unknown.
         let Ok(since_db) = i64::try_from(since) else {
             return Ok(None);

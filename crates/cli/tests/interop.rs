@@ -107,3 +107,26 @@ fn slixmpp_and_tokio_xmpp_exchange_messages_with_each_other() {
         "tokio-xmpp over TLS 1.3 binds the channel"
     );
 }
+
+#[test]
+fn slixmpp_and_aioxmpp_users_subscribe_chat_offline_and_see_a_cut_connection() {
+    let server = TestServer::default_config();
+    server.adduser("alice@localhost");
+    server.adduser("bob@localhost");
+    let port = server.c2s.port().to_string();
+    let cert = server.cert_path();
+    let stdout = run_python(
+        "im_story.py",
+        &[
+            "127.0.0.1",
+            &port,
+            cert.to_str().expect("utf-8"),
+            "alice@localhost/slix",
+            "bob@localhost/aio",
+            PASSWORD,
+        ],
+    );
+    println!("{stdout}");
+    assert!(stdout.contains("alice received the three messages in order with delay stamps"));
+    assert!(stdout.trim_end().ends_with("OK"));
+}

@@ -233,27 +233,83 @@ async fn password_change_is_not_allowed_when_registration_is_off() {
     assert!(can_log_in(&server, "alice", PASSWORD).await);
 }
 
+/// `subscriber` asks for `contact`'s presence and `contact` approves; both drain
+/// what the exchange sent them.
+async fn subscribe(subscriber: &mut Client, contact: &mut Client) {
+    let to = contact.bare_jid();
+    subscriber
+        .send(&format!("<presence to='{to}' type='subscribe'/>"))
+        .await;
+    subscriber.drain().await;
+    let to = subscriber.bare_jid();
+    contact
+        .send(&format!("<presence to='{to}' type='subscribed'/>"))
+        .await;
+    contact.drain().await;
+    subscriber.drain().await;
+}
+
+fn is_presence(e: &starling_xml::Element, kind: &str, from: &str) -> bool {
+    e.name == "presence" && e.attr("type") == Some(kind) && e.attr("from") == Some(from)
+}
+
 #[tokio::test]
-async fn cancellation_removes_the_account() {
+async fn cancellation_deletes_the_account_ends_its_sessions_and_its_subscriptions() {
     let server = TestServer::default_config();
     server.adduser("alice@localhost");
     server.adduser("bob@localhost");
     let mut alice = Client::login(&server, "alice", "laptop").await;
+    let mut alice_phone = Client::login(&server, "alice", "phone").await;
+    let mut bob = Client::login(&server, "bob", "desk").await;
+    for client in [&mut alice, &mut alice_phone, &mut bob] {
+        client.go_available().await;
+    }
+    subscribe(&mut alice, &mut bob).await;
+    subscribe(&mut bob, &mut alice).await;
+    alice_phone.drain().await;
+    bob.send("<iq type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    bob.wait_for(|e| e.attr("id") == Some("r0")).await;
+
     let remove =
         format!("<iq type='set' id='u1'><query xmlns='{REGISTER_NS}'><remove/></query></iq>");
-    expect_result(&mut alice, &remove, "u1").await;
+    alice.send(&remove).await;
+    let result = alice.wait_for(|e| e.attr("id") == Some("u1")).await;
+    assert_eq!(
+        result.attr("type"),
+        Some("result"),
+        "{}",
+        result.to_xml(CLIENT_NS)
+    );
+    alice.expect_stream_error("not-authorized").await;
+    alice_phone.expect_stream_error("not-authorized").await;
+
+    // Bob loses both subscriptions and sees both of Alice's resources go.
+    let mut expected = vec![
+        ("unsubscribe", "alice@localhost"),
+        ("unsubscribed", "alice@localhost"),
+        ("unavailable", "alice@localhost/laptop"),
+        ("unavailable", "alice@localhost/phone"),
+    ];
+    while !expected.is_empty() {
+        let e = bob.next_element().await;
+        expected.retain(|(kind, from)| !is_presence(&e, kind, from));
+    }
+    bob.send("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    let roster = bob.wait_for(|e| e.attr("id") == Some("r1")).await;
+    let item = roster
+        .child("query", "jabber:iq:roster")
+        .and_then(|q| {
+            q.elements()
+                .find(|i| i.attr("jid") == Some("alice@localhost"))
+        })
+        .expect("bob keeps alice in his roster")
+        .clone();
+    assert_eq!(item.attr("subscription"), Some("none"));
+    assert_eq!(item.attr("ask"), None);
+
     assert_eq!(accounts(&server), vec!["bob@localhost".to_string()]);
     assert!(!can_log_in(&server, "alice", PASSWORD).await);
-    // The old session lingers until it disconnects, but its account is gone.
-    alice
-        .expect_stanza_error(
-            &format!(
-                "<iq type='set' id='u2' to='localhost'><query xmlns='{REGISTER_NS}'><remove/></query></iq>"
-            ),
-            "u2",
-            "registration-required",
-        )
-        .await;
-    let mut bob = Client::login(&server, "bob", "phone").await;
     bob.assert_alive().await;
 }

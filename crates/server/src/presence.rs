@@ -18,7 +18,7 @@ use starling_store::{
 use starling_xml::Element;
 
 use crate::blocking::Blocking;
-use crate::modules::{IqFuture, IqHandler, IqRequest};
+use crate::modules::{FollowUp, IqFuture, IqHandler, IqRequest};
 use crate::offline::unix_millis;
 use crate::sessions::{SessionHandle, SessionTable};
 
@@ -474,6 +474,45 @@ impl Presence {
         }
     }
 
+    /// XEP-0077 §3.2: an account being cancelled ends every subscription both ways
+    /// and declines every pending request, as if it removed each contact (RFC 6121
+    /// §2.5.2), so no contact keeps a subscription to an account that is gone.
+    pub async fn cancel_subscriptions(&self, user: &Jid) {
+        let Some(node) = user.node() else {
+            return;
+        };
+        for item in self.roster_of(user).await {
+            match Jid::parse(&item.jid) {
+                Ok(contact) => {
+                    if let Err(e) = self.roster_remove(user, node, &contact).await {
+                        tracing::error!(%user, %contact, condition = ?e.condition, "cancelling a subscription failed");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(%user, jid = item.jid, error = %e, "skipping an unreadable roster item")
+                }
+            }
+        }
+        let requests = match self.store.subscription_requests(node, user.domain()).await {
+            Ok(requests) => requests,
+            Err(e) => {
+                tracing::error!(error = %e, "reading subscription requests failed");
+                return;
+            }
+        };
+        for (requester, _) in requests {
+            let Ok(requester) = Jid::parse(&requester) else {
+                continue;
+            };
+            let unsubscribed = Element::new("presence", ns::CLIENT)
+                .with_attr("type", "unsubscribed")
+                .with_attr("from", user.to_string())
+                .with_attr("to", requester.to_string());
+            self.deliver_to(&requester, unsubscribed).await;
+            self.forget_request(user, &requester).await;
+        }
+    }
+
     async fn forget_request(&self, user: &Jid, contact: &Jid) {
         if let Some(node) = user.node() {
             if let Err(e) = self
@@ -637,7 +676,7 @@ impl Presence {
                         RosterChange::Set(item) => item_element(&item),
                         RosterChange::Removed(jid) => roster_remove_element(&jid),
                     };
-                    follow_ups.push(self.push_to(request.from, version, item));
+                    follow_ups.push(FollowUp::Stanza(self.push_to(request.from, version, item)));
                 }
                 return Ok(None);
             }

@@ -10,7 +10,7 @@ use starling_store::{AccountStore, Store};
 use starling_xml::Element;
 
 use crate::blocking::{mark_blocked, Blocking};
-use crate::modules::{IqRequest, IqTarget, Modules};
+use crate::modules::{FollowUp, IqRequest, IqTarget, Modules};
 use crate::offline::Offline;
 use crate::presence::{Presence, SessionChange};
 use crate::sessions::{SessionHandle, SessionTable};
@@ -190,8 +190,15 @@ impl Router {
                 }
                 self.deliver_reply(result).await;
                 let follow_ups = std::mem::take(&mut *follow_ups.lock().expect("follow-ups"));
-                for stanza in follow_ups {
-                    self.deliver_reply(stanza).await;
+                for follow_up in follow_ups {
+                    match follow_up {
+                        FollowUp::Stanza(stanza) => self.deliver_reply(stanza).await,
+                        FollowUp::CloseSessions { account, error } => {
+                            for session in self.sessions.sessions_of(&account) {
+                                session.close(error.clone());
+                            }
+                        }
+                    }
                 }
             }
             Err(error) => self.bounce(&iq, error).await,

@@ -59,6 +59,13 @@ impl SessionHandle {
         }
     }
 
+    /// End the session's stream with `error` once what was queued before is written.
+    pub fn close(&self, error: StreamError) {
+        if self.queue.try_send(Outbound::Close(error)).is_err() {
+            self.overflowed.notify_one();
+        }
+    }
+
     pub fn presence(&self) -> PresenceState {
         self.presence.lock().expect("presence lock").clone()
     }
@@ -121,9 +128,7 @@ impl SessionTable {
                 StreamErrorCondition::Conflict,
                 "replaced by a new session with the same resource",
             );
-            if old.queue.try_send(Outbound::Close(conflict)).is_err() {
-                old.overflowed.notify_one();
-            }
+            old.close(conflict);
         }
         SessionInbox {
             handle,

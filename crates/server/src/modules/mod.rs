@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use starling_proto::error::StanzaError;
+use starling_proto::error::{StanzaError, StreamError};
 use starling_proto::Jid;
 use starling_store::Store;
 use starling_xml::Element;
@@ -49,9 +49,18 @@ pub struct IqRequest<'a> {
     pub from: &'a Jid,
     /// The addressed server domain or account bare JID.
     pub to: &'a Jid,
-    /// Stanzas for the requester that must follow the IQ result, such as the
-    /// roster pushes of an incremental roster sync (RFC 6121 §2.6.3).
-    pub follow_ups: &'a Mutex<Vec<Element>>,
+    /// What must follow the IQ result, in order.
+    pub follow_ups: &'a Mutex<Vec<FollowUp>>,
+}
+
+/// An effect that must come after an IQ result reaches the requester.
+#[derive(Debug)]
+pub enum FollowUp {
+    /// A stanza for the requester, such as a roster push of an incremental roster
+    /// sync (RFC 6121 §2.6.3).
+    Stanza(Element),
+    /// Close every session of an account, such as one just cancelled (XEP-0077 §3.2).
+    CloseSessions { account: Jid, error: StreamError },
 }
 
 pub trait IqHandler: Send + Sync {

@@ -3,20 +3,23 @@
 //! before login, in stream negotiation (`starling_proto::c2s`), carried out by the
 //! connection with [`scram_credentials`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use starling_proto::c2s::REGISTER_NS;
-use starling_proto::error::{StanzaError, StanzaErrorCondition};
+use starling_proto::error::{StanzaError, StanzaErrorCondition, StreamError, StreamErrorCondition};
 use starling_proto::jid::prepare_localpart;
 use starling_proto::sasl::{SaslError, ScramCredentials, ScramHash};
+use starling_proto::Jid;
 use starling_store::{AccountStore, Store, StoreError};
 use starling_xml::Element;
 
-use super::{IqFuture, IqHandler, IqRequest, IqTarget, ModuleContext, Modules};
+use super::{FollowUp, IqFuture, IqHandler, IqRequest, IqTarget, ModuleContext, Modules};
+use crate::presence::Presence;
 
 pub fn register(modules: &mut Modules, context: &ModuleContext) {
     let handler = Arc::new(Registration {
         store: context.store.clone(),
+        presence: context.presence.clone(),
         password_change: context.config.auth.allow_registration,
         iterations: context.config.auth.scram_iterations,
     });
@@ -46,6 +49,7 @@ pub(crate) async fn scram_credentials(
 
 struct Registration {
     store: Store,
+    presence: Arc<Presence>,
     /// Password changes follow `[auth] allow_registration`.
     password_change: bool,
     iterations: u32,
@@ -86,15 +90,7 @@ impl IqHandler for Registration {
                 if query.elements().count() != 1 {
                     return Err(error(StanzaErrorCondition::BadRequest));
                 }
-                let deleted = self
-                    .store
-                    .delete_account(user, domain)
-                    .await
-                    .map_err(storage_failure)?;
-                if deleted {
-                    tracing::info!(%account, "account cancelled in-band");
-                }
-                deleted
+                self.cancel(&account, user, request.follow_ups).await?
             } else {
                 self.change_password(query, user, domain).await?
             };
@@ -109,6 +105,44 @@ impl IqHandler for Registration {
 }
 
 impl Registration {
+    /// XEP-0077 §3.2: cancel the subscriptions, delete the account with all its data,
+    /// then, after the result, end every session of the account with `<not-authorized/>`.
+    async fn cancel(
+        &self,
+        account: &Jid,
+        user: &str,
+        follow_ups: &Mutex<Vec<FollowUp>>,
+    ) -> Result<bool, StanzaError> {
+        if !self
+            .store
+            .account_exists(user, account.domain())
+            .await
+            .map_err(storage_failure)?
+        {
+            return Ok(false);
+        }
+        self.presence.cancel_subscriptions(account).await;
+        let deleted = self
+            .store
+            .delete_account(user, account.domain())
+            .await
+            .map_err(storage_failure)?;
+        if deleted {
+            tracing::info!(%account, "account cancelled in-band");
+            follow_ups
+                .lock()
+                .expect("follow-ups")
+                .push(FollowUp::CloseSessions {
+                    account: account.clone(),
+                    error: StreamError::with_text(
+                        StreamErrorCondition::NotAuthorized,
+                        "the account was cancelled",
+                    ),
+                });
+        }
+        Ok(deleted)
+    }
+
     /// XEP-0077 §3.3; false when the account no longer exists.
     async fn change_password(
         &self,

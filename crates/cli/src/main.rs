@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use starling_proto::sasl::{ScramCredentials, ScramHash};
 use starling_proto::Jid;
-use starling_server::{Config, Server};
+use starling_server::{portable, Config, Server};
 use starling_store::{AccountStore, Store, StoreError};
 
 #[derive(Parser)]
@@ -44,6 +44,26 @@ enum Command {
     ListUsers { domain: Option<String> },
     /// Check a configuration file and report every problem with its line.
     CheckConfig { file: PathBuf },
+    /// Bring the database schema up to date (the server also does at start) and exit.
+    Migrate,
+    /// Write every account with its credentials and data to FILE.
+    Export {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Xep0227)]
+        format: ExportFormat,
+        file: PathBuf,
+    },
+    /// Create the accounts of a XEP-0227 file (as `export` or Prosody write it):
+    /// all of them or, on any error, none.
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    /// XEP-0227 portable import/export format.
+    Xep0227,
 }
 
 fn main() -> ExitCode {
@@ -156,8 +176,73 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::Migrate => {
+            let store = open_store(&config).await?;
+            println!("{} schema is up to date", store.backend_name());
+            Ok(())
+        }
+        Command::Export {
+            format: ExportFormat::Xep0227,
+            file,
+        } => export(&config, &file).await,
+        Command::Import { files } => import(&config, &files).await,
         Command::CheckConfig { .. } => unreachable!("handled before the runtime starts"),
     }
+}
+
+async fn export(config: &Config, file: &Path) -> Result<(), String> {
+    let store = open_store(config).await?;
+    let accounts = store.export_accounts().await.map_err(|e| e.to_string())?;
+    let document = portable::write_xep0227(&accounts)?;
+    // Credentials are in the file: readable by the owner only, and never half-written.
+    let partial = file.with_extension("partial");
+    let write = || -> std::io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&partial)?;
+        out.write_all(document.as_bytes())?;
+        out.sync_all()?;
+        std::fs::rename(&partial, file)
+    };
+    write().map_err(|e| format!("{}: {e}", file.display()))?;
+    println!("exported {} accounts to {}", accounts.len(), file.display());
+    Ok(())
+}
+
+async fn import(config: &Config, files: &[PathBuf]) -> Result<(), String> {
+    let parsed = portable::read_xep0227(files, config)
+        .map_err(|issue| format!("{issue}; nothing was imported"))?;
+    for warning in &parsed.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let store = open_store(config).await?;
+    for account in &parsed.accounts {
+        if store
+            .account_exists(&account.user, &account.domain)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Err(format!(
+                "{}@{} already exists here; nothing was imported",
+                account.user, account.domain
+            ));
+        }
+    }
+    store
+        .import_accounts(&parsed.accounts)
+        .await
+        .map_err(|e| format!("{e}; nothing was imported"))?;
+    println!(
+        "imported {} accounts from {} files",
+        parsed.accounts.len(),
+        files.len()
+    );
+    Ok(())
 }
 
 async fn serve(config: Config) -> Result<(), String> {
@@ -187,7 +272,7 @@ async fn shutdown_signal() {
 async fn open_store(config: &Config) -> Result<Store, String> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("data directory {}: {e}", config.data_dir.display()))?;
-    Store::open(&config.storage_url())
+    Store::open_with(&config.storage_url(), config.store_options())
         .await
         .map_err(|e| format!("storage: {e}"))
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use starling_proto::jid::prepare_domain;
 use starling_proto::sasl::Mechanism;
+use starling_store::StoreOptions;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -18,6 +19,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Storage URL; defaults to a SQLite file in `data_dir`.
     pub storage: Option<String>,
+    pub database: DatabaseSection,
     pub c2s: C2sSection,
     pub tls: TlsSection,
     pub limits: LimitsSection,
@@ -40,6 +42,24 @@ pub struct C2sSection {
     /// Seconds a write may wait on a client that does not read before the
     /// connection is dropped.
     pub write_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSection {
+    /// Connections in the pool; unset picks the backend's default.
+    pub max_connections: Option<u32>,
+    /// Seconds a query waits for a free connection before it fails.
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        DatabaseSection {
+            max_connections: None,
+            acquire_timeout_secs: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -86,6 +106,7 @@ impl Default for Config {
             domains: vec!["localhost".into()],
             data_dir: PathBuf::from("data"),
             storage: None,
+            database: DatabaseSection::default(),
             c2s: C2sSection::default(),
             tls: TlsSection::default(),
             limits: LimitsSection::default(),
@@ -249,6 +270,23 @@ impl Config {
                 "write_timeout_secs must be at least 1".into(),
             );
         }
+        if self.database.max_connections == Some(0) || self.database.acquire_timeout_secs == 0 {
+            error(
+                "max_connections",
+                "database max_connections and acquire_timeout_secs must be at least 1".into(),
+            );
+        }
+        if let Some(url) = &self.storage {
+            if !["sqlite:", "postgres://", "postgresql://"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
+            {
+                error(
+                    "storage",
+                    "storage must be a sqlite:// or postgres:// URL".into(),
+                );
+            }
+        }
         if self.c2s.negotiation_timeout_secs == 0 {
             error(
                 "negotiation_timeout_secs",
@@ -256,6 +294,13 @@ impl Config {
             );
         }
         errors
+    }
+
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            max_connections: self.database.max_connections,
+            acquire_timeout: Duration::from_secs(self.database.acquire_timeout_secs),
+        }
     }
 
     pub fn storage_url(&self) -> String {

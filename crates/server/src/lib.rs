@@ -7,6 +7,7 @@ mod connection;
 mod listener;
 pub mod modules;
 mod offline;
+pub mod portable;
 mod presence;
 pub mod router;
 pub mod sessions;
@@ -68,7 +69,7 @@ impl Server {
             .map_err(|e| StartError::DataDir(config.data_dir.display().to_string(), e))?;
         let secret = load_or_create_secret(&config.data_dir)?;
         let tls = TlsSetup::from_config(&config)?;
-        let store = Store::open(&config.storage_url()).await?;
+        let store = Store::open_with(&config.storage_url(), config.store_options()).await?;
         let c2s = Arc::new(C2sConfig {
             domains: config.domains.clone(),
             starttls_offered: true,

@@ -79,6 +79,7 @@ macro_rules! insert_credentials {
         }
     };
 }
+pub(crate) use insert_credentials;
 
 impl AccountStore for Store {
     async fn create_account(
@@ -211,7 +212,7 @@ impl AccountStore for Store {
 }
 
 /// A unique violation on `accounts` can only mean the account is already there.
-fn account_insert_error(error: sqlx::Error) -> StoreError {
+pub(crate) fn account_insert_error(error: sqlx::Error) -> StoreError {
     match error.as_database_error() {
         Some(db) if db.is_unique_violation() => StoreError::AccountExists,
         _ => StoreError::Database(error),
@@ -219,7 +220,7 @@ fn account_insert_error(error: sqlx::Error) -> StoreError {
 }
 
 /// Checks a stored row before handing it to SASL, which trusts its credentials.
-fn decode_credentials(
+pub(crate) fn decode_credentials(
     hash: String,
     salt: Vec<u8>,
     iterations: i64,
@@ -243,7 +244,7 @@ fn decode_credentials(
     })
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     // A clock before 1970 is a broken clock; 0 keeps account creation working regardless.
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -9,9 +9,9 @@ use std::hash::{BuildHasher, RandomState};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row, SqliteConnection};
 use starling_proto::sasl::{ScramCredentials, ScramHash};
 use starling_store::{
-    AccountStore, BlocklistStore, LastActivityStore, OfflineMessage, OfflineOutcome, OfflineStore,
-    PrivateXmlStore, RosterChange, RosterItem, RosterStore, Store, StoreError, Subscription,
-    VcardStore,
+    AccountData, AccountStore, BlocklistStore, LastActivityStore, OfflineMessage, OfflineOutcome,
+    OfflineStore, PrivateXmlStore, RosterChange, RosterItem, RosterStore, Store, StoreError,
+    Subscription, VcardStore,
 };
 use tempfile::TempDir;
 
@@ -247,6 +247,9 @@ backend_tests!(
     last_activity_is_set_read_and_replaced,
     writes_on_a_missing_account_fail_and_store_nothing,
     deleting_an_account_deletes_all_of_its_data_and_only_its,
+    exported_accounts_imported_again_are_identical,
+    import_with_one_existing_account_stores_nothing,
+    many_concurrent_writers_never_fail_with_a_locked_database,
 );
 
 /// Recognisable credentials without the cost of PBKDF2; `seed` tells sets apart.
@@ -1283,4 +1286,135 @@ async fn unsupported_url_scheme_is_an_invalid_url_and_hides_the_rest() {
         Err(StoreError::InvalidUrl(message)) => assert!(!message.contains("secret"), "{message}"),
         other => panic!("expected InvalidUrl, got {:?}", other.map(|_| ())),
     }
+}
+
+async fn exported_accounts_imported_again_are_identical(db: TestDb) {
+    let store = store_with_alice(&db).await;
+    let (user, domain) = ALICE;
+    store
+        .set_credentials(user, domain, &all_creds(1))
+        .await
+        .unwrap();
+    store
+        .create_account("bob", "example.com", &all_creds(2))
+        .await
+        .unwrap();
+    fill_account(&store, user, domain).await;
+    fill_account(&store, "bob", "example.com").await;
+    store
+        .store_offline(user, domain, "<message id='2'/>", 7, 10)
+        .await
+        .unwrap();
+    let exported = store.export_accounts().await.unwrap();
+    assert_eq!(exported.len(), 2);
+    let alice = &exported[1];
+    assert_eq!((alice.user.as_str(), alice.domain.as_str()), ALICE);
+    assert_eq!(alice.credentials.len(), 3);
+    assert_eq!(alice.roster[0].groups, strings(&["g1", "g2"]));
+    assert_eq!(
+        alice.offline_messages,
+        vec![
+            ("<message/>".to_string(), 1),
+            ("<message id='2'/>".to_string(), 7)
+        ]
+    );
+    assert_eq!(
+        alice.private_xml,
+        vec![("{a}b".to_string(), "<b xmlns='a'/>".to_string())]
+    );
+
+    for account in &exported {
+        store
+            .delete_account(&account.user, &account.domain)
+            .await
+            .unwrap();
+    }
+    store.import_accounts(&exported).await.unwrap();
+    assert_eq!(store.export_accounts().await.unwrap(), exported);
+    // The imported roster is a first version that later changes build on.
+    let (version, _) = store.roster(user, domain).await.unwrap();
+    assert_eq!(version, 1);
+    let next = store
+        .set_roster_item(
+            user,
+            domain,
+            &item("e@example.net", None, Subscription::None, &[]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next, 2);
+}
+
+async fn import_with_one_existing_account_stores_nothing(db: TestDb) {
+    let store = store_with_alice(&db).await;
+    let (user, domain) = ALICE;
+    store
+        .set_credentials(user, domain, &all_creds(1))
+        .await
+        .unwrap();
+    let newcomer = AccountData {
+        user: "carol".into(),
+        domain: domain.into(),
+        credentials: all_creds(3),
+        roster: vec![item("a@example.net", None, Subscription::To, &[])],
+        offline_messages: vec![("<message/>".into(), 1)],
+        vcard: Some("<vCard/>".into()),
+        ..AccountData::default()
+    };
+    let clash = AccountData {
+        user: user.into(),
+        domain: domain.into(),
+        ..AccountData::default()
+    };
+    let outcome = store.import_accounts(&[newcomer, clash]).await;
+    assert!(
+        matches!(outcome, Err(StoreError::AccountExists)),
+        "{outcome:?}"
+    );
+    assert!(!store.account_exists("carol", domain).await.unwrap());
+    for table in [
+        "roster_items",
+        "offline_messages",
+        "vcards",
+        "scram_credentials",
+    ] {
+        assert_eq!(db.rows_of(table, "carol", domain).await, 0, "{table}");
+    }
+    assert_eq!(
+        store
+            .credentials(user, domain, ScramHash::Sha256)
+            .await
+            .unwrap(),
+        Some(creds(ScramHash::Sha256, 1))
+    );
+}
+
+/// Sixty sessions writing at once: SQLite serializes them behind its busy
+/// timeout instead of failing with "database is locked".
+async fn many_concurrent_writers_never_fail_with_a_locked_database(db: TestDb) {
+    let store = store_with_alice(&db).await;
+    let (user, domain) = ALICE;
+    let mut tasks = Vec::new();
+    for n in 0..60 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for k in 0..5 {
+                let jid = format!("c{n}-{k}@example.net");
+                store
+                    .set_roster_item(user, domain, &item(&jid, None, Subscription::None, &[]))
+                    .await
+                    .expect("roster write");
+                store
+                    .store_offline(user, domain, &format!("<message id='{n}-{k}'/>"), 1, 10_000)
+                    .await
+                    .expect("offline write");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(store.roster_item_count(user, domain).await.unwrap(), 300);
+    assert_eq!(store.offline_count(user, domain).await.unwrap(), 300);
+    assert_eq!(store.roster(user, domain).await.unwrap().0, 300);
 }

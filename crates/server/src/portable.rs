@@ -720,3 +720,159 @@ fn user_lines(account: &AccountData) -> Result<Vec<Element>, String> {
     }
     Ok(lines)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config {
+            domains: vec!["capulet.lit".into()],
+            ..Config::default()
+        }
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+        std::fs::write(&path, text).expect("written");
+        path
+    }
+
+    #[test]
+    fn xinclude_layout_of_section_5_is_followed_from_main_to_host_to_user_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let main = write(
+            dir.path(),
+            "main.xml",
+            "<server-data xmlns='urn:xmpp:pie:0' xmlns:xi='http://www.w3.org/2001/XInclude'>\
+             <xi:include href='capulet.lit.xml'/></server-data>",
+        );
+        write(
+            dir.path(),
+            "capulet.lit.xml",
+            "<host xmlns='urn:xmpp:pie:0' xmlns:xi='http://www.w3.org/2001/XInclude' jid='capulet.lit'>\
+             <xi:include href='capulet.lit/juliet.xml'/></host>",
+        );
+        write(
+            dir.path(),
+            "capulet.lit/juliet.xml",
+            "<user xmlns='urn:xmpp:pie:0' name='Juliet'>\
+             <query xmlns='jabber:iq:roster'><item jid='romeo@montague.lit' subscription='both'><group>Friends</group></item></query>\
+             <vCard xmlns='vcard-temp'><FN>Juliet Capulet</FN></vCard>\
+             <offline-messages><message xmlns='jabber:client' from='romeo@montague.lit/orchard' type='chat'>\
+             <body>Neither, fair saint</body><delay xmlns='urn:xmpp:delay' stamp='1469-07-21T00:32:29Z'/></message></offline-messages>\
+             <pubsub xmlns='http://jabber.org/protocol/pubsub'/></user>",
+        );
+        let file = read_xep0227(&[main], &config()).expect("imports");
+        let [juliet] = file.accounts.as_slice() else {
+            panic!("one account: {:?}", file.accounts)
+        };
+        assert_eq!(
+            (juliet.user.as_str(), juliet.domain.as_str()),
+            ("juliet", "capulet.lit")
+        );
+        assert_eq!(juliet.roster[0].jid, "romeo@montague.lit");
+        assert_eq!(juliet.roster[0].groups, vec!["Friends".to_string()]);
+        assert!(juliet
+            .vcard
+            .as_deref()
+            .is_some_and(|v| v.contains("Juliet Capulet")));
+        let (message, _) = &juliet.offline_messages[0];
+        assert!(message.contains("to='juliet@capulet.lit'"), "{message}");
+        // The PEP data we do not keep is reported, with where it was, and no credentials either.
+        let warnings: Vec<String> = file.warnings.iter().map(ToString::to_string).collect();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("juliet.xml:1: juliet@capulet.lit: ignored <pubsub")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(|w| w.contains("no credentials")),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_includes_itself_is_refused_instead_of_looping() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let main = write(
+            dir.path(),
+            "main.xml",
+            "<server-data xmlns='urn:xmpp:pie:0'><host jid='capulet.lit'><user name='juliet'>\
+             <include xmlns='http://www.w3.org/2001/XInclude' href='part.xml'/></user></host></server-data>",
+        );
+        write(
+            dir.path(),
+            "part.xml",
+            "<?xml version='1.0'?>\n<include xmlns='http://www.w3.org/2001/XInclude' href='part.xml'/>",
+        );
+        let issue = read_xep0227(&[main], &config()).expect_err("refused");
+        assert!(issue.reason.contains("nested too deeply"), "{issue}");
+        assert_eq!(issue.line, 2);
+    }
+
+    #[test]
+    fn includes_outside_the_directory_tree_by_url_or_absolute_path_are_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for href in ["/etc/passwd", "http://example.com/x.xml"] {
+            let main = write(
+                dir.path(),
+                "main.xml",
+                &format!(
+                    "<server-data xmlns='urn:xmpp:pie:0'>\
+                     <include xmlns='http://www.w3.org/2001/XInclude' href='{href}'/></server-data>"
+                ),
+            );
+            let issue = read_xep0227(&[main], &config()).expect_err("refused");
+            assert!(issue.reason.contains("not a relative path"), "{issue}");
+        }
+    }
+
+    #[test]
+    fn written_files_read_back_to_the_same_accounts() {
+        let account = AccountData {
+            user: "juliet".into(),
+            domain: "capulet.lit".into(),
+            credentials: vec![ScramCredentials {
+                hash: ScramHash::Sha256,
+                salt: vec![1; 16],
+                iterations: 4096,
+                stored_key: vec![2; 32],
+                server_key: vec![3; 32],
+            }],
+            roster: vec![RosterItem {
+                jid: "romeo@montague.lit".into(),
+                name: Some("Romeo <3".into()),
+                subscription: Subscription::From,
+                ask: true,
+                approved: false,
+                groups: vec!["A & B".into(), "C".into()],
+            }],
+            subscription_requests: vec![(
+                "nurse@capulet.lit".into(),
+                "<presence from='nurse@capulet.lit' to='juliet@capulet.lit' type='subscribe'/>".into(),
+            )],
+            offline_messages: vec![(
+                "<message to='juliet@capulet.lit'><body>hi</body><delay xmlns='urn:xmpp:delay' stamp='2026-01-02T03:04:05.678Z'/></message>".into(),
+                1_767_323_045_678,
+            )],
+            vcard: Some("<vCard xmlns='vcard-temp'><FN>J</FN></vCard>".into()),
+            private_xml: vec![("{a:b}c".into(), "<c xmlns='a:b'>x</c>".into())],
+            blocklist: vec!["tybalt@capulet.lit".into()],
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let text = write_xep0227(std::slice::from_ref(&account)).expect("written");
+        let path = write(dir.path(), "out.xml", &text);
+        let file = read_xep0227(&[path], &config()).expect("read back");
+        assert_eq!(file.accounts, vec![account]);
+        let unexpected: Vec<String> = file
+            .warnings
+            .iter()
+            .map(ToString::to_string)
+            .filter(|w| !w.contains("no SCRAM-SHA-1/SCRAM-SHA-512"))
+            .collect();
+        assert!(unexpected.is_empty(), "{unexpected:?}");
+    }
+}

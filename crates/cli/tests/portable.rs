@@ -74,18 +74,6 @@ fn accounts(server: &TestServer) -> Vec<String> {
         .collect()
 }
 
-async fn iq(client: &mut Client, id: &str, xml: &str) -> starling_xml::Element {
-    client.send(xml).await;
-    let reply = client.wait_for(|e| e.attr("id") == Some(id)).await;
-    assert_eq!(
-        reply.attr("type"),
-        Some("result"),
-        "{}",
-        reply.to_xml(CLIENT_NS)
-    );
-    reply
-}
-
 /// Alice subscribed to Bob, a pending request from Carol, a vCard, private XML, a
 /// blocked JID, and a message waiting for Carol.
 async fn make_data(server: &TestServer) {
@@ -109,25 +97,17 @@ async fn make_data(server: &TestServer) {
         .send("<presence to='alice@localhost' type='subscribe'/>")
         .await;
     carol.drain().await;
-    iq(
-        &mut alice,
-        "v",
-        &format!(
-            "<iq type='set' id='v'><vCard xmlns='{VCARD}'><FN>Alice Ödegaard</FN></vCard></iq>"
-        ),
-    )
+    alice
+        .expect_result(
+            &format!(
+                "<iq type='set' id='v'><vCard xmlns='{VCARD}'><FN>Alice Ödegaard</FN></vCard></iq>"
+            ),
+            "v",
+        )
+        .await;
+    alice.expect_result(&format!("<iq type='set' id='p'><query xmlns='{PRIVATE}'><prefs xmlns='example:prefs'><colour>blue</colour></prefs></query></iq>"), "p")
     .await;
-    iq(
-        &mut alice,
-        "p",
-        &format!("<iq type='set' id='p'><query xmlns='{PRIVATE}'><prefs xmlns='example:prefs'><colour>blue</colour></prefs></query></iq>"),
-    )
-    .await;
-    iq(
-        &mut alice,
-        "b",
-        "<iq type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='mallory@example.net'/></block></iq>",
-    )
+    alice.expect_result("<iq type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='mallory@example.net'/></block></iq>", "b")
     .await;
     carol.close().await;
     bob.send("<message to='carol@localhost' type='chat' id='m1'><body>kept for carol &amp; co</body></message>")
@@ -173,12 +153,12 @@ async fn sqlite_export_imported_into_postgres_exports_the_same_file_and_serves_t
 
     // The imported accounts log in with their old passwords and find their data.
     let mut alice = Client::login(&postgres, "alice", "laptop").await;
-    let roster = iq(
-        &mut alice,
-        "r",
-        &format!("<iq type='get' id='r'><query xmlns='{ROSTER}'/></iq>"),
-    )
-    .await;
+    let roster = alice
+        .expect_result(
+            &format!("<iq type='get' id='r'><query xmlns='{ROSTER}'/></iq>"),
+            "r",
+        )
+        .await;
     let bob = roster
         .child("query", ROSTER)
         .and_then(|q| {
@@ -359,12 +339,12 @@ async fn files_exported_by_prosody_import_with_roster_requests_vcard_and_private
 
     let mut alice =
         Client::login_with(&server, "alice", "pie.test", "laptop", Mechanism::ScramSha1).await;
-    let roster = iq(
-        &mut alice,
-        "r",
-        &format!("<iq type='get' id='r'><query xmlns='{ROSTER}'/></iq>"),
-    )
-    .await;
+    let roster = alice
+        .expect_result(
+            &format!("<iq type='get' id='r'><query xmlns='{ROSTER}'/></iq>"),
+            "r",
+        )
+        .await;
     let bob = roster
         .child("query", ROSTER)
         .and_then(|q| q.elements().find(|i| i.attr("jid") == Some("bob@pie.test")))
@@ -376,12 +356,12 @@ async fn files_exported_by_prosody_import_with_roster_requests_vcard_and_private
         bob.child("group", ROSTER).map(|g| g.text()).as_deref(),
         Some("Friends")
     );
-    let vcard = iq(
-        &mut alice,
-        "v",
-        &format!("<iq type='get' id='v'><vCard xmlns='{VCARD}'/></iq>"),
-    )
-    .await;
+    let vcard = alice
+        .expect_result(
+            &format!("<iq type='get' id='v'><vCard xmlns='{VCARD}'/></iq>"),
+            "v",
+        )
+        .await;
     assert_eq!(
         vcard
             .child("vCard", VCARD)
@@ -390,11 +370,7 @@ async fn files_exported_by_prosody_import_with_roster_requests_vcard_and_private
             .as_deref(),
         Some("Alice Liddell")
     );
-    let private = iq(
-        &mut alice,
-        "p",
-        &format!("<iq type='get' id='p'><query xmlns='{PRIVATE}'><prefs xmlns='example:prefs'/></query></iq>"),
-    )
+    let private = alice.expect_result(&format!("<iq type='get' id='p'><query xmlns='{PRIVATE}'><prefs xmlns='example:prefs'/></query></iq>"), "p")
     .await;
     let colour = private
         .child("query", PRIVATE)

@@ -39,18 +39,6 @@ fn register_set(id: &str, username: &str, password: &str) -> String {
     )
 }
 
-async fn expect_result(client: &mut Client, xml: &str, id: &str) -> starling_xml::Element {
-    client.send(xml).await;
-    let reply = client.wait_for(|e| e.attr("id") == Some(id)).await;
-    assert_eq!(
-        reply.attr("type"),
-        Some("result"),
-        "{}",
-        reply.to_xml(CLIENT_NS)
-    );
-    reply
-}
-
 /// Whether `user` can log in with `password` (SCRAM-SHA-512, to cover every stored hash
 /// beside the SHA-256 that `Client::login` uses).
 async fn can_log_in(server: &TestServer, user: &str, password: &str) -> bool {
@@ -93,18 +81,20 @@ async fn registered_account_logs_in_with_its_password() {
     let server = server_with_registration();
     let (mut client, features) = tls_stream(&server).await;
     assert!(features.child("register", REGISTER_FEATURE_NS).is_some());
-    let form = expect_result(
-        &mut client,
-        &format!("<iq type='get' id='r1' to='localhost'><query xmlns='{REGISTER_NS}'/></iq>"),
-        "r1",
-    )
-    .await;
+    let form = client
+        .expect_result(
+            &format!("<iq type='get' id='r1' to='localhost'><query xmlns='{REGISTER_NS}'/></iq>"),
+            "r1",
+        )
+        .await;
     let query = form.child("query", REGISTER_NS).expect("the form");
     for field in ["instructions", "username", "password"] {
         assert!(query.child(field, REGISTER_NS).is_some(), "{field}");
     }
     // The username is PRECIS-prepared: it is stored in lower case.
-    expect_result(&mut client, &register_set("r2", "Newbie", PASSWORD), "r2").await;
+    client
+        .expect_result(&register_set("r2", "Newbie", PASSWORD), "r2")
+        .await;
     client
         .expect_stanza_error(
             &register_set("r3", "second", PASSWORD),
@@ -169,13 +159,13 @@ async fn password_change_replaces_the_old_password() {
     let server = server_with_registration();
     server.adduser("alice@localhost");
     let mut alice = Client::login(&server, "alice", "laptop").await;
-    let disco = expect_result(
-        &mut alice,
-        "<iq type='get' id='d1' to='localhost'>\
+    let disco = alice
+        .expect_result(
+            "<iq type='get' id='d1' to='localhost'>\
          <query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
-        "d1",
-    )
-    .await;
+            "d1",
+        )
+        .await;
     assert!(
         disco
             .to_xml(CLIENT_NS)
@@ -183,12 +173,12 @@ async fn password_change_replaces_the_old_password() {
         "{}",
         disco.to_xml(CLIENT_NS)
     );
-    let info = expect_result(
-        &mut alice,
-        &format!("<iq type='get' id='g1'><query xmlns='{REGISTER_NS}'/></iq>"),
-        "g1",
-    )
-    .await;
+    let info = alice
+        .expect_result(
+            &format!("<iq type='get' id='g1'><query xmlns='{REGISTER_NS}'/></iq>"),
+            "g1",
+        )
+        .await;
     let query = info.child("query", REGISTER_NS).expect("query");
     assert!(query.child("registered", REGISTER_NS).is_some());
     assert_eq!(
@@ -212,7 +202,7 @@ async fn password_change_replaces_the_old_password() {
         "<iq type='set' id='c2' to='localhost'><query xmlns='{REGISTER_NS}'>\
          <username>alice</username><password>brand new secret</password></query></iq>"
     );
-    expect_result(&mut alice, &change, "c2").await;
+    alice.expect_result(&change, "c2").await;
     alice.assert_alive().await;
     assert!(!can_log_in(&server, "alice", PASSWORD).await);
     assert!(can_log_in(&server, "alice", "brand new secret").await);

@@ -25,19 +25,6 @@ fn server_with_users(users: &[&str]) -> TestServer {
     server
 }
 
-/// Send an IQ whose id is `id` and return its result, failing on anything else.
-async fn iq_result(client: &mut Client, xml: &str, id: &str) -> Element {
-    client.send(xml).await;
-    let reply = client.wait_for(|e| e.attr("id") == Some(id)).await;
-    assert_eq!(
-        reply.attr("type"),
-        Some("result"),
-        "{}",
-        reply.to_xml(CLIENT_NS)
-    );
-    reply
-}
-
 fn features(reply: &Element) -> Vec<String> {
     reply
         .child("query", DISCO_INFO)
@@ -77,12 +64,12 @@ fn private_payload(reply: &Element) -> Element {
 async fn server_disco_info_lists_server_identity_and_every_feature() {
     let server = server_with_users(&["alice"]);
     let mut alice = Client::login(&server, "alice", "desk").await;
-    let reply = iq_result(
-        &mut alice,
-        &format!("<iq type='get' id='d1' to='localhost'><query xmlns='{DISCO_INFO}'/></iq>"),
-        "d1",
-    )
-    .await;
+    let reply = alice
+        .expect_result(
+            &format!("<iq type='get' id='d1' to='localhost'><query xmlns='{DISCO_INFO}'/></iq>"),
+            "d1",
+        )
+        .await;
     let query = reply.child("query", DISCO_INFO).expect("query");
     let identity = query.child("identity", DISCO_INFO).expect("identity");
     assert_eq!(identity.attr("category"), Some("server"));
@@ -109,12 +96,14 @@ async fn server_disco_info_lists_server_identity_and_every_feature() {
 async fn account_disco_info_lists_account_features() {
     let server = server_with_users(&["alice"]);
     let mut alice = Client::login(&server, "alice", "desk").await;
-    let reply = iq_result(
-        &mut alice,
-        &format!("<iq type='get' id='d2' to='alice@localhost'><query xmlns='{DISCO_INFO}'/></iq>"),
-        "d2",
-    )
-    .await;
+    let reply = alice
+        .expect_result(
+            &format!(
+                "<iq type='get' id='d2' to='alice@localhost'><query xmlns='{DISCO_INFO}'/></iq>"
+            ),
+            "d2",
+        )
+        .await;
     let features = features(&reply);
     for feature in [VCARD, PRIVATE, LAST, "urn:xmpp:ping", DISCO_INFO] {
         assert!(
@@ -129,12 +118,12 @@ async fn account_disco_info_lists_account_features() {
 async fn version_answers_with_name_and_version_and_no_os() {
     let server = server_with_users(&["alice"]);
     let mut alice = Client::login(&server, "alice", "desk").await;
-    let reply = iq_result(
-        &mut alice,
-        &format!("<iq type='get' id='v1' to='localhost'><query xmlns='{VERSION}'/></iq>"),
-        "v1",
-    )
-    .await;
+    let reply = alice
+        .expect_result(
+            &format!("<iq type='get' id='v1' to='localhost'><query xmlns='{VERSION}'/></iq>"),
+            "v1",
+        )
+        .await;
     assert_eq!(reply.attr("from"), Some("localhost"));
     let query = reply.child("query", VERSION).expect("version query");
     assert_eq!(
@@ -163,12 +152,12 @@ async fn version_answers_with_name_and_version_and_no_os() {
 async fn time_answers_with_utc_close_to_now() {
     let server = server_with_users(&["alice"]);
     let mut alice = Client::login(&server, "alice", "desk").await;
-    let reply = iq_result(
-        &mut alice,
-        &format!("<iq type='get' id='t1' to='localhost'><time xmlns='{TIME}'/></iq>"),
-        "t1",
-    )
-    .await;
+    let reply = alice
+        .expect_result(
+            &format!("<iq type='get' id='t1' to='localhost'><time xmlns='{TIME}'/></iq>"),
+            "t1",
+        )
+        .await;
     let time = reply.child("time", TIME).expect("time payload");
     assert_eq!(
         time.child("tzo", TIME).map(Element::text).as_deref(),
@@ -189,12 +178,12 @@ async fn time_answers_with_utc_close_to_now() {
 async fn last_activity_of_the_server_is_its_uptime() {
     let server = server_with_users(&["alice"]);
     let mut alice = Client::login(&server, "alice", "desk").await;
-    let reply = iq_result(
-        &mut alice,
-        &format!("<iq type='get' id='l1' to='localhost'><query xmlns='{LAST}'/></iq>"),
-        "l1",
-    )
-    .await;
+    let reply = alice
+        .expect_result(
+            &format!("<iq type='get' id='l1' to='localhost'><query xmlns='{LAST}'/></iq>"),
+            "l1",
+        )
+        .await;
     let query = reply.child("query", LAST).expect("last query");
     let seconds: u64 = query
         .attr("seconds")
@@ -209,12 +198,12 @@ async fn last_activity_of_the_server_is_its_uptime() {
 async fn last_activity_of_oneself_while_online_is_zero() {
     let server = server_with_users(&["alice"]);
     let mut alice = Client::login(&server, "alice", "desk").await;
-    let reply = iq_result(
-        &mut alice,
-        &format!("<iq type='get' id='l2' to='alice@localhost'><query xmlns='{LAST}'/></iq>"),
-        "l2",
-    )
-    .await;
+    let reply = alice
+        .expect_result(
+            &format!("<iq type='get' id='l2' to='alice@localhost'><query xmlns='{LAST}'/></iq>"),
+            "l2",
+        )
+        .await;
     assert_eq!(
         reply.child("query", LAST).and_then(|q| q.attr("seconds")),
         Some("0")
@@ -240,25 +229,27 @@ async fn last_activity_of_a_stranger_is_forbidden() {
 async fn vcard_set_then_get_round_trips_unicode() {
     let server = server_with_users(&["alice"]);
     let mut alice = Client::login(&server, "alice", "desk").await;
-    let empty = iq_result(
-        &mut alice,
-        "<iq type='get' id='c0'><vCard xmlns='vcard-temp'/></iq>",
-        "c0",
-    )
-    .await;
+    let empty = alice
+        .expect_result(
+            "<iq type='get' id='c0'><vCard xmlns='vcard-temp'/></iq>",
+            "c0",
+        )
+        .await;
     let vcard = empty
         .child("vCard", VCARD)
         .expect("empty vCard before any set");
     assert!(vcard.children.is_empty(), "{}", vcard.to_xml(CLIENT_NS));
 
     let name = "Алиса Ŀiddell 🐦 &amp; co";
-    iq_result(&mut alice, &vcard_set("c1", None, name), "c1").await;
-    let reply = iq_result(
-        &mut alice,
-        "<iq type='get' id='c2'><vCard xmlns='vcard-temp'/></iq>",
-        "c2",
-    )
-    .await;
+    alice
+        .expect_result(&vcard_set("c1", None, name), "c1")
+        .await;
+    let reply = alice
+        .expect_result(
+            "<iq type='get' id='c2'><vCard xmlns='vcard-temp'/></iq>",
+            "c2",
+        )
+        .await;
     assert_eq!(fn_of(&reply).as_deref(), Some("Алиса Ŀiddell 🐦 & co"));
     let nickname = reply
         .child("vCard", VCARD)
@@ -267,18 +258,18 @@ async fn vcard_set_then_get_round_trips_unicode() {
     assert_eq!(nickname.as_deref(), Some("nick"));
 
     // A set replaces the whole vCard.
-    iq_result(
-        &mut alice,
-        "<iq type='set' id='c3'><vCard xmlns='vcard-temp'><FN>Second</FN></vCard></iq>",
-        "c3",
-    )
-    .await;
-    let reply = iq_result(
-        &mut alice,
-        "<iq type='get' id='c4' to='alice@localhost'><vCard xmlns='vcard-temp'/></iq>",
-        "c4",
-    )
-    .await;
+    alice
+        .expect_result(
+            "<iq type='set' id='c3'><vCard xmlns='vcard-temp'><FN>Second</FN></vCard></iq>",
+            "c3",
+        )
+        .await;
+    let reply = alice
+        .expect_result(
+            "<iq type='get' id='c4' to='alice@localhost'><vCard xmlns='vcard-temp'/></iq>",
+            "c4",
+        )
+        .await;
     assert_eq!(fn_of(&reply).as_deref(), Some("Second"));
     assert!(reply
         .child("vCard", VCARD)
@@ -298,12 +289,12 @@ async fn vcard_set_on_another_account_is_forbidden() {
         )
         .await;
     let mut bob = Client::login(&server, "bob", "phone").await;
-    let reply = iq_result(
-        &mut bob,
-        "<iq type='get' id='c6'><vCard xmlns='vcard-temp'/></iq>",
-        "c6",
-    )
-    .await;
+    let reply = bob
+        .expect_result(
+            "<iq type='get' id='c6'><vCard xmlns='vcard-temp'/></iq>",
+            "c6",
+        )
+        .await;
     assert_eq!(fn_of(&reply), None, "bob's vCard is untouched");
 }
 
@@ -311,14 +302,16 @@ async fn vcard_set_on_another_account_is_forbidden() {
 async fn vcard_of_another_user_is_readable() {
     let server = server_with_users(&["alice", "bob", "carol"]);
     let mut alice = Client::login(&server, "alice", "desk").await;
-    iq_result(&mut alice, &vcard_set("c7", None, "Alice"), "c7").await;
+    alice
+        .expect_result(&vcard_set("c7", None, "Alice"), "c7")
+        .await;
     let mut bob = Client::login(&server, "bob", "phone").await;
-    let reply = iq_result(
-        &mut bob,
-        "<iq type='get' id='c8' to='alice@localhost'><vCard xmlns='vcard-temp'/></iq>",
-        "c8",
-    )
-    .await;
+    let reply = bob
+        .expect_result(
+            "<iq type='get' id='c8' to='alice@localhost'><vCard xmlns='vcard-temp'/></iq>",
+            "c8",
+        )
+        .await;
     assert_eq!(reply.attr("from"), Some("alice@localhost"));
     assert_eq!(fn_of(&reply).as_deref(), Some("Alice"));
 
@@ -337,12 +330,12 @@ async fn vcard_of_another_user_is_readable() {
 async fn server_vcard_is_empty_and_read_only() {
     let server = server_with_users(&["alice"]);
     let mut alice = Client::login(&server, "alice", "desk").await;
-    let reply = iq_result(
-        &mut alice,
-        "<iq type='get' id='s1' to='localhost'><vCard xmlns='vcard-temp'/></iq>",
-        "s1",
-    )
-    .await;
+    let reply = alice
+        .expect_result(
+            "<iq type='get' id='s1' to='localhost'><vCard xmlns='vcard-temp'/></iq>",
+            "s1",
+        )
+        .await;
     assert!(reply.child("vCard", VCARD).is_some());
     alice
         .expect_stanza_error(
@@ -368,12 +361,12 @@ async fn oversized_vcard_is_not_acceptable() {
             "not-acceptable",
         )
         .await;
-    let reply = iq_result(
-        &mut alice,
-        "<iq type='get' id='c11'><vCard xmlns='vcard-temp'/></iq>",
-        "c11",
-    )
-    .await;
+    let reply = alice
+        .expect_result(
+            "<iq type='get' id='c11'><vCard xmlns='vcard-temp'/></iq>",
+            "c11",
+        )
+        .await;
     assert!(reply
         .child("vCard", VCARD)
         .is_some_and(|v| v.children.is_empty()));
@@ -383,36 +376,34 @@ async fn oversized_vcard_is_not_acceptable() {
 async fn private_xml_stores_and_retrieves_by_namespace() {
     let server = server_with_users(&["alice"]);
     let mut alice = Client::login(&server, "alice", "desk").await;
-    let reply = iq_result(
-        &mut alice,
-        "<iq type='get' id='p1'><query xmlns='jabber:iq:private'><prefs xmlns='urn:example:prefs'/></query></iq>",
+    let reply = alice.expect_result("<iq type='get' id='p1'><query xmlns='jabber:iq:private'><prefs xmlns='urn:example:prefs'/></query></iq>",
         "p1",
     )
     .await;
     let empty = private_payload(&reply);
     assert!(empty.is("prefs", "urn:example:prefs") && empty.children.is_empty());
 
-    iq_result(
-        &mut alice,
-        "<iq type='set' id='p2'><query xmlns='jabber:iq:private'>\
+    alice
+        .expect_result(
+            "<iq type='set' id='p2'><query xmlns='jabber:iq:private'>\
          <prefs xmlns='urn:example:prefs' v='2'><nick>Ålice</nick></prefs></query></iq>",
-        "p2",
-    )
-    .await;
-    iq_result(
-        &mut alice,
-        "<iq type='set' id='p3'><query xmlns='jabber:iq:private'>\
+            "p2",
+        )
+        .await;
+    alice
+        .expect_result(
+            "<iq type='set' id='p3'><query xmlns='jabber:iq:private'>\
          <other xmlns='urn:example:other'>unrelated</other></query></iq>",
-        "p3",
-    )
-    .await;
-    let reply = iq_result(
-        &mut alice,
-        "<iq type='get' id='p4' to='alice@localhost'><query xmlns='jabber:iq:private'>\
+            "p3",
+        )
+        .await;
+    let reply = alice
+        .expect_result(
+            "<iq type='get' id='p4' to='alice@localhost'><query xmlns='jabber:iq:private'>\
          <prefs xmlns='urn:example:prefs'/></query></iq>",
-        "p4",
-    )
-    .await;
+            "p4",
+        )
+        .await;
     let prefs = private_payload(&reply);
     assert!(prefs.is("prefs", "urn:example:prefs"));
     assert_eq!(prefs.attr("v"), Some("2"));
@@ -476,14 +467,16 @@ async fn vcard_and_private_xml_survive_a_restart() {
     let mut server = server_with_users(&["alice"]);
     {
         let mut alice = Client::login(&server, "alice", "desk").await;
-        iq_result(&mut alice, &vcard_set("x1", None, "Persistent Ålice"), "x1").await;
-        iq_result(
-            &mut alice,
-            "<iq type='set' id='x2'><query xmlns='jabber:iq:private'>\
+        alice
+            .expect_result(&vcard_set("x1", None, "Persistent Ålice"), "x1")
+            .await;
+        alice
+            .expect_result(
+                "<iq type='set' id='x2'><query xmlns='jabber:iq:private'>\
              <prefs xmlns='urn:example:prefs'>kept</prefs></query></iq>",
-            "x2",
-        )
-        .await;
+                "x2",
+            )
+            .await;
     }
     // Keep the data directory while the first process is killed, then serve it again.
     let placeholder = tempfile::tempdir().expect("temp dir");
@@ -493,19 +486,19 @@ async fn vcard_and_private_xml_survive_a_restart() {
     let server = TestServer::start_with(dir, config_path);
 
     let mut alice = Client::login(&server, "alice", "desk").await;
-    let reply = iq_result(
-        &mut alice,
-        "<iq type='get' id='x3'><vCard xmlns='vcard-temp'/></iq>",
-        "x3",
-    )
-    .await;
+    let reply = alice
+        .expect_result(
+            "<iq type='get' id='x3'><vCard xmlns='vcard-temp'/></iq>",
+            "x3",
+        )
+        .await;
     assert_eq!(fn_of(&reply).as_deref(), Some("Persistent Ålice"));
-    let reply = iq_result(
-        &mut alice,
-        "<iq type='get' id='x4'><query xmlns='jabber:iq:private'>\
+    let reply = alice
+        .expect_result(
+            "<iq type='get' id='x4'><query xmlns='jabber:iq:private'>\
          <prefs xmlns='urn:example:prefs'/></query></iq>",
-        "x4",
-    )
-    .await;
+            "x4",
+        )
+        .await;
     assert_eq!(private_payload(&reply).text(), "kept");
 }

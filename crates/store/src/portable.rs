@@ -123,33 +123,7 @@ impl Store {
                     .await?;
                 }
                 for item in &account.roster {
-                    sqlx::query(
-                        "INSERT INTO roster_items \
-                         (domain, username, jid, name, subscription, ask, approved, version) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, 1)",
-                    )
-                    .bind(domain)
-                    .bind(user)
-                    .bind(&item.jid)
-                    .bind(&item.name)
-                    .bind(item.subscription.as_str())
-                    .bind(item.ask)
-                    .bind(item.approved)
-                    .execute(&mut *tx)
-                    .await?;
-                    for (ordinal, group) in item.groups.iter().enumerate() {
-                        sqlx::query(
-                            "INSERT INTO roster_groups (domain, username, jid, ordinal, group_name) \
-                             VALUES ($1, $2, $3, $4, $5)",
-                        )
-                        .bind(domain)
-                        .bind(user)
-                        .bind(&item.jid)
-                        .bind(i64::try_from(ordinal).unwrap_or(i64::MAX))
-                        .bind(group)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
+                    crate::roster::write_item!(tx, user, domain, item, 1i64);
                 }
                 for (contact, xml) in &account.subscription_requests {
                     sqlx::query(

@@ -194,6 +194,51 @@ macro_rules! bump_version {
     }};
 }
 
+/// Inserts or replaces one roster item row and its groups within the transaction
+/// `$tx`, at roster version `$version` (expanded per backend).
+macro_rules! write_item {
+    ($tx:ident, $user:expr, $domain:expr, $item:expr, $version:expr) => {
+        sqlx::query(
+            "INSERT INTO roster_items \
+                 (domain, username, jid, name, subscription, ask, approved, version) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (domain, username, jid) DO UPDATE SET name = excluded.name, \
+                 subscription = excluded.subscription, ask = excluded.ask, \
+                 approved = excluded.approved, version = excluded.version",
+        )
+        .bind($domain)
+        .bind($user)
+        .bind(&$item.jid)
+        .bind($item.name.as_deref())
+        .bind($item.subscription.as_str())
+        .bind($item.ask)
+        .bind($item.approved)
+        .bind($version)
+        .execute(&mut *$tx)
+        .await?;
+        sqlx::query("DELETE FROM roster_groups WHERE domain = $1 AND username = $2 AND jid = $3")
+            .bind($domain)
+            .bind($user)
+            .bind(&$item.jid)
+            .execute(&mut *$tx)
+            .await?;
+        for (ordinal, group) in (0i64..).zip(&$item.groups) {
+            sqlx::query(
+                "INSERT INTO roster_groups (domain, username, jid, ordinal, group_name) \
+                     VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind($domain)
+            .bind($user)
+            .bind(&$item.jid)
+            .bind(ordinal)
+            .bind(group)
+            .execute(&mut *$tx)
+            .await?;
+        }
+    };
+}
+pub(crate) use write_item;
+
 impl RosterStore for Store {
     async fn roster(&self, user: &str, domain: &str) -> Result<(u64, Vec<RosterItem>), StoreError> {
         // One statement, so the version and the items come from the same snapshot.
@@ -253,43 +298,7 @@ impl RosterStore for Store {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let version = bump_version!(tx, user, domain);
-            sqlx::query(
-                "INSERT INTO roster_items \
-                 (domain, username, jid, name, subscription, ask, approved, version) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 ON CONFLICT (domain, username, jid) DO UPDATE SET name = excluded.name, \
-                 subscription = excluded.subscription, ask = excluded.ask, \
-                 approved = excluded.approved, version = excluded.version",
-            )
-            .bind(domain)
-            .bind(user)
-            .bind(&item.jid)
-            .bind(item.name.as_deref())
-            .bind(item.subscription.as_str())
-            .bind(item.ask)
-            .bind(item.approved)
-            .bind(version)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM roster_groups WHERE domain = $1 AND username = $2 AND jid = $3")
-                .bind(domain)
-                .bind(user)
-                .bind(&item.jid)
-                .execute(&mut *tx)
-                .await?;
-            for (ordinal, group) in (0i64..).zip(&item.groups) {
-                sqlx::query(
-                    "INSERT INTO roster_groups (domain, username, jid, ordinal, group_name) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(domain)
-                .bind(user)
-                .bind(&item.jid)
-                .bind(ordinal)
-                .bind(group)
-                .execute(&mut *tx)
-                .await?;
-            }
+            write_item!(tx, user, domain, item, version);
             // The contact is back: its earlier removal is superseded by this change.
             sqlx::query(
                 "DELETE FROM roster_tombstones WHERE domain = $1 AND username = $2 AND jid = $3",

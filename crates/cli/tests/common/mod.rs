@@ -491,6 +491,19 @@ impl Client {
         .await;
     }
 
+    /// Send an IQ whose id is `id` and return its result, failing on anything else.
+    pub async fn expect_result(&mut self, xml: &str, id: &str) -> Element {
+        self.send(xml).await;
+        let reply = self.wait_for(|e| e.attr("id") == Some(id)).await;
+        assert_eq!(
+            reply.attr("type"),
+            Some("result"),
+            "{}",
+            reply.to_xml(CLIENT_NS)
+        );
+        reply
+    }
+
     /// A ping round trip to the server: proves the session still works.
     pub async fn assert_alive(&mut self) {
         let id = format!("ping-{}", rand_id());

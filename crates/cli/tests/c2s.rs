@@ -510,3 +510,23 @@ async fn client_that_stops_reading_is_disconnected_and_the_sender_keeps_working(
     while slow.next_event().await.is_some() {}
     sender.assert_alive().await;
 }
+
+#[tokio::test]
+async fn a_pipelined_burst_of_stanzas_is_answered_in_full_and_in_order() {
+    let server = TestServer::default_config();
+    server.adduser("alice@localhost");
+    let mut alice = Client::login(&server, "alice", "laptop").await;
+    // More requests than a session's outbound queue holds (1024), in one write.
+    let burst: String = (0..3000)
+        .map(|n| {
+            format!("<iq type='get' id='p{n}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        })
+        .collect();
+    alice.send(&burst).await;
+    for n in 0..3000 {
+        let reply = alice.next_element().await;
+        assert_eq!(reply.attr("id"), Some(format!("p{n}").as_str()));
+        assert_eq!(reply.attr("type"), Some("result"));
+    }
+    alice.assert_alive().await;
+}

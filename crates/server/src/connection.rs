@@ -199,12 +199,37 @@ impl Connection {
             self.machine.handle(input, &mut actions);
             let reset = actions.contains(&Action::ResetParser);
             self.act(std::mem::take(&mut actions), &mut inputs).await;
+            self.write_queued().await;
             if reset {
                 // Anything pipelined behind a stream restart belongs to the old stream.
                 inputs.retain(|i| !matches!(i, Input::Event(_)));
             }
         }
         if self.flush().await.is_err() {
+            self.closing = true;
+        }
+    }
+
+    /// Moves what the router queued for this session (mostly answers to the stanza
+    /// just handled) into the write buffer, so a client that pipelines many stanzas
+    /// is answered as it goes instead of overflowing its own queue.
+    async fn write_queued(&mut self) {
+        while let Some(outbound) = self
+            .session
+            .as_mut()
+            .and_then(|(_, inbox)| inbox.queue.try_recv().ok())
+        {
+            match outbound {
+                Outbound::Stanza(stanza) => self
+                    .write_buf
+                    .extend_from_slice(stanza.to_xml(ns::CLIENT).as_bytes()),
+                Outbound::Close(error) => {
+                    self.fail(error).await;
+                    return;
+                }
+            }
+        }
+        if self.write_buf.len() >= WRITE_BATCH_BYTES && self.flush().await.is_err() {
             self.closing = true;
         }
     }
@@ -390,6 +415,9 @@ impl Connection {
         result.map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
     }
 }
+
+/// Buffered output is written once it reaches this size, even mid-batch.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
 /// The next item for a bound session; never resolves before binding. Closes the
 /// session (None) when its queue overflowed.

@@ -347,7 +347,10 @@ impl Presence {
         if outcome.roster_push {
             let mut updated = item.unwrap_or_else(|| new_item(contact));
             apply_state(&mut updated, outcome.state, outcome.approved);
-            self.save_item(user, &updated).await;
+            // The contact must not learn of a change the user's roster does not hold.
+            if self.save_item(user, &updated).await.is_err() {
+                return;
+            }
         }
         if outcome.drop_request {
             self.forget_request(user, contact).await;
@@ -412,7 +415,9 @@ impl Presence {
         if let (true, Some(new_state)) = (outcome.roster_push, outcome.state) {
             let mut updated = item.unwrap_or_else(|| new_item(from));
             apply_state(&mut updated, new_state, outcome.approved);
-            self.save_item(user, &updated).await;
+            if self.save_item(user, &updated).await.is_err() {
+                return;
+            }
         }
         let mut delivered = Element::new("presence", ns::CLIENT)
             .with_attr("type", kind.as_type())
@@ -568,15 +573,17 @@ impl Presence {
         }
     }
 
-    /// Store an item and push it to the account's interested resources (RFC 6121 §2.1.6).
-    async fn save_item(&self, user: &Jid, item: &RosterItem) {
-        let Some(node) = user.node() else {
-            return;
-        };
-        match self.store.set_roster_item(node, user.domain(), item).await {
-            Ok(version) => self.push(user, version, item_element(item)),
-            Err(e) => tracing::error!(error = %e, "storing a roster item failed"),
-        }
+    /// Store an item and push it to the account's interested resources (RFC 6121
+    /// §2.1.6). An error means nothing changed: the caller must not act as if it had.
+    async fn save_item(&self, user: &Jid, item: &RosterItem) -> Result<(), StanzaError> {
+        let node = user.node().unwrap_or_default();
+        let version = self
+            .store
+            .set_roster_item(node, user.domain(), item)
+            .await
+            .map_err(internal)?;
+        self.push(user, version, item_element(item));
+        Ok(())
     }
 
     fn push(&self, user: &Jid, version: u64, item: Element) {
@@ -647,7 +654,7 @@ impl Presence {
         let mut item = existing.unwrap_or_else(|| new_item(&contact));
         item.name = update.name;
         item.groups = update.groups;
-        self.save_item(user, &item).await;
+        self.save_item(user, &item).await?;
         Ok(None)
     }
 

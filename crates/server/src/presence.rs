@@ -639,22 +639,22 @@ impl Presence {
         if update.remove {
             return self.roster_remove(user, node, &contact).await;
         }
-        let existing = self.roster_item(user, &contact).await;
-        if existing.is_none() {
-            let count = self
-                .store
-                .roster_item_count(node, user.domain())
-                .await
-                .map_err(internal)?;
-            if count >= self.max_roster_items {
-                return Err(StanzaError::new(StanzaErrorCondition::NotAcceptable)
-                    .with_text("the roster is full"));
-            }
-        }
-        let mut item = existing.unwrap_or_else(|| new_item(&contact));
+        let mut item = self
+            .roster_item(user, &contact)
+            .await
+            .unwrap_or_else(|| new_item(&contact));
         item.name = update.name;
         item.groups = update.groups;
-        self.save_item(user, &item).await?;
+        let version = self
+            .store
+            .set_roster_item_within(node, user.domain(), &item, self.max_roster_items)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| {
+                StanzaError::new(StanzaErrorCondition::NotAcceptable)
+                    .with_text("the roster is full")
+            })?;
+        self.push(user, version, item_element(&item));
         Ok(None)
     }
 

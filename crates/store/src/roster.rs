@@ -93,6 +93,17 @@ pub trait RosterStore {
         item: &RosterItem,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// Like [`RosterStore::set_roster_item`], but a new item is only added while the
+    /// roster holds fewer than `limit` other items; `None` when it is full. Counted and
+    /// written in one transaction, so concurrent additions cannot pass the limit.
+    fn set_roster_item_within(
+        &self,
+        user: &str,
+        domain: &str,
+        item: &RosterItem,
+        limit: u64,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
     /// Removes one item; returns the new version, or `None` when there was no such item
     /// (the version is unchanged).
     fn remove_roster_item(
@@ -239,6 +250,49 @@ macro_rules! write_item {
 }
 pub(crate) use write_item;
 
+impl Store {
+    async fn write_roster_item(
+        &self,
+        user: &str,
+        domain: &str,
+        item: &RosterItem,
+        limit: Option<u64>,
+    ) -> Result<Option<u64>, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            // First, so concurrent writers to this roster queue here before counting.
+            let version = bump_version!(tx, user, domain);
+            if let Some(limit) = limit {
+                let others: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM roster_items \
+                     WHERE domain = $1 AND username = $2 AND jid <> $3",
+                )
+                .bind(domain)
+                .bind(user)
+                .bind(&item.jid)
+                .fetch_one(&mut *tx)
+                .await?;
+                if count_from_db(others)? >= limit {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+            }
+            write_item!(tx, user, domain, item, version);
+            // The contact is back: its earlier removal is superseded by this change.
+            sqlx::query(
+                "DELETE FROM roster_tombstones WHERE domain = $1 AND username = $2 AND jid = $3",
+            )
+            .bind(domain)
+            .bind(user)
+            .bind(&item.jid)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            version_from_db(version).map(Some)
+        })
+    }
+}
+
 impl RosterStore for Store {
     async fn roster(&self, user: &str, domain: &str) -> Result<(u64, Vec<RosterItem>), StoreError> {
         // One statement, so the version and the items come from the same snapshot.
@@ -295,22 +349,20 @@ impl RosterStore for Store {
         domain: &str,
         item: &RosterItem,
     ) -> Result<u64, StoreError> {
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let version = bump_version!(tx, user, domain);
-            write_item!(tx, user, domain, item, version);
-            // The contact is back: its earlier removal is superseded by this change.
-            sqlx::query(
-                "DELETE FROM roster_tombstones WHERE domain = $1 AND username = $2 AND jid = $3",
-            )
-            .bind(domain)
-            .bind(user)
-            .bind(&item.jid)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            version_from_db(version)
-        })
+        self.write_roster_item(user, domain, item, None)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("an unlimited roster write was refused".into()))
+    }
+
+    async fn set_roster_item_within(
+        &self,
+        user: &str,
+        domain: &str,
+        item: &RosterItem,
+        limit: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        self.write_roster_item(user, domain, item, Some(limit))
+            .await
     }
 
     async fn remove_roster_item(

@@ -250,6 +250,7 @@ backend_tests!(
     exported_accounts_imported_again_are_identical,
     import_with_one_existing_account_stores_nothing,
     many_concurrent_writers_never_fail_with_a_locked_database,
+    concurrent_additions_never_pass_the_roster_limit_and_updates_at_the_limit_succeed,
 );
 
 /// Recognisable credentials without the cost of PBKDF2; `seed` tells sets apart.
@@ -1417,4 +1418,41 @@ async fn many_concurrent_writers_never_fail_with_a_locked_database(db: TestDb) {
     assert_eq!(store.roster_item_count(user, domain).await.unwrap(), 300);
     assert_eq!(store.offline_count(user, domain).await.unwrap(), 300);
     assert_eq!(store.roster(user, domain).await.unwrap().0, 300);
+}
+
+async fn concurrent_additions_never_pass_the_roster_limit_and_updates_at_the_limit_succeed(
+    db: TestDb,
+) {
+    let store = store_with_alice(&db).await;
+    let (user, domain) = ALICE;
+    let mut tasks = Vec::new();
+    for n in 0..30 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let contact = item(&format!("c{n}@example.net"), None, Subscription::None, &[]);
+            store
+                .set_roster_item_within(user, domain, &contact, 10)
+                .await
+                .expect("roster write")
+        }));
+    }
+    let mut added = 0;
+    for task in tasks {
+        if task.await.unwrap().is_some() {
+            added += 1;
+        }
+    }
+    assert_eq!(added, 10);
+    assert_eq!(store.roster_item_count(user, domain).await.unwrap(), 10);
+    let (version, items) = store.roster(user, domain).await.unwrap();
+    // A refused addition leaves the version where it was.
+    assert_eq!(version, 10);
+    let renamed = item(&items[0].jid, Some("renamed"), Subscription::None, &[]);
+    assert_eq!(
+        store
+            .set_roster_item_within(user, domain, &renamed, 10)
+            .await
+            .unwrap(),
+        Some(11)
+    );
 }

@@ -247,13 +247,17 @@ async fn import(config: &Config, files: &[PathBuf]) -> Result<(), String> {
 
 async fn serve(config: Config) -> Result<(), String> {
     let server = Server::start(config).await.map_err(|e| e.to_string())?;
-    // Tests and scripts read these lines to find the ports.
+    // Tests and scripts read these lines to find the ports; c2s comes last.
+    for addr in &server.component_addrs {
+        println!("components listening on {addr}");
+    }
     for addr in &server.c2s_addrs {
         println!("c2s listening on {addr}");
     }
     for addr in &server.direct_tls_addrs {
         println!("c2s direct TLS listening on {addr}");
     }
+
     shutdown_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await;

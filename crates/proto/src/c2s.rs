@@ -887,7 +887,7 @@ fn escape_attr(value: &str) -> String {
     out
 }
 
-fn random_token(bytes: usize) -> String {
+pub(crate) fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).expect("the operating system's random source is available");
     buf.iter().map(|b| format!("{b:02x}")).collect()

@@ -2,6 +2,7 @@
 //! SASL, and the sans-IO negotiation state machines.
 
 pub mod c2s;
+pub mod component;
 pub mod datetime;
 pub mod error;
 pub mod jid;

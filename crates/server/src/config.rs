@@ -24,6 +24,39 @@ pub struct Config {
     pub tls: TlsSection,
     pub limits: LimitsSection,
     pub auth: AuthSection,
+    pub components: ComponentsSection,
+}
+
+/// External components (XEP-0114): transports and other services on their own domains.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComponentsSection {
+    /// Where components connect; loopback by default, as the protocol has no TLS.
+    pub listen: Vec<SocketAddr>,
+    /// A second connection for a connected domain replaces the first instead of
+    /// being refused with `<conflict/>`.
+    pub replace_on_conflict: bool,
+    pub hosted: Vec<HostedComponent>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostedComponent {
+    pub domain: String,
+    pub secret: String,
+    /// Shown in the server's service discovery items.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl Default for ComponentsSection {
+    fn default() -> Self {
+        ComponentsSection {
+            listen: vec!["127.0.0.1:5347".parse().expect("literal address")],
+            replace_on_conflict: false,
+            hosted: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -111,6 +144,7 @@ impl Default for Config {
             tls: TlsSection::default(),
             limits: LimitsSection::default(),
             auth: AuthSection::default(),
+            components: ComponentsSection::default(),
         }
     }
 }
@@ -220,6 +254,26 @@ impl Config {
             }
         }
         self.domains = prepared;
+        let mut components = Vec::new();
+        for component in &mut self.components.hosted {
+            match prepare_domain(&component.domain) {
+                Ok(d) if self.domains.contains(&d) || components.contains(&d) => error(
+                    "hosted",
+                    format!("component domain {d:?} is already served"),
+                ),
+                Ok(d) => {
+                    components.push(d.clone());
+                    component.domain = d;
+                }
+                Err(e) => error(
+                    "hosted",
+                    format!("invalid component domain {:?}: {e}", component.domain),
+                ),
+            }
+            if component.secret.is_empty() {
+                error("secret", "a component secret must not be empty".into());
+            }
+        }
         for name in &self.auth.mechanisms {
             if Mechanism::from_name(name).is_none() {
                 error("mechanisms", format!("unknown SASL mechanism {name:?}"));

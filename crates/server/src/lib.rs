@@ -2,6 +2,7 @@
 //! the session table. Protocol decisions live in `starling-proto`.
 
 mod blocking;
+pub mod components;
 pub mod config;
 mod connection;
 mod listener;
@@ -19,11 +20,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use starling_proto::c2s::C2sConfig;
+use starling_proto::component::ComponentConfig;
 use starling_store::Store;
 
 pub use config::{Config, ConfigError};
 
 use crate::blocking::Blocking;
+use crate::components::ComponentTable;
 use crate::listener::ConnectionLimits;
 use crate::modules::{ModuleContext, Modules};
 use crate::offline::Offline;
@@ -36,6 +39,8 @@ use crate::tls::TlsSetup;
 pub struct Shared {
     pub config: Arc<Config>,
     pub c2s: Arc<C2sConfig>,
+    pub component_config: Arc<ComponentConfig>,
+    pub components: Arc<ComponentTable>,
     pub tls: TlsSetup,
     pub store: Store,
     pub router: Router,
@@ -58,6 +63,7 @@ pub enum StartError {
 pub struct Server {
     pub c2s_addrs: Vec<SocketAddr>,
     pub direct_tls_addrs: Vec<SocketAddr>,
+    pub component_addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -86,13 +92,25 @@ impl Server {
             ],
             allow_registration: config.auth.allow_registration,
         });
+        let component_config = Arc::new(components::component_config(&config));
         let config = Arc::new(config);
         let sessions = Arc::new(SessionTable::new(config.c2s.outbound_queue));
+        let components = Arc::new(ComponentTable::new(
+            config
+                .components
+                .hosted
+                .iter()
+                .map(|c| (c.domain.clone(), c.name.clone()))
+                .collect(),
+            config.components.replace_on_conflict,
+            config.c2s.outbound_queue,
+        ));
         let blocking = Arc::new(Blocking::new(store.clone()));
         let presence = Arc::new(Presence::new(
             config.domains.clone(),
             store.clone(),
             sessions.clone(),
+            components.clone(),
             blocking.clone(),
             config.limits.max_roster_items,
             config.limits.max_roster_text,
@@ -105,19 +123,21 @@ impl Server {
             config: config.clone(),
             store: store.clone(),
             sessions: sessions.clone(),
+            components: components.clone(),
             presence: presence.clone(),
             blocking: blocking.clone(),
             started_at: std::time::SystemTime::now(),
         });
-        let router = Router::new(
-            config.domains.clone(),
-            store.clone(),
+        let router = Router {
+            domains: config.domains.clone(),
+            store: store.clone(),
             modules,
             sessions,
+            components: components.clone(),
             presence,
             offline,
             blocking,
-        );
+        };
         let limits = ConnectionLimits::new(
             config.limits.max_connections,
             config.limits.max_connections_per_ip,
@@ -135,9 +155,21 @@ impl Server {
                 .map_err(|e| StartError::Bind(addr, e))?;
             listeners.push((listener, direct));
         }
+        // Without hosted components there is nothing to accept.
+        let mut component_listeners = Vec::new();
+        if !config.components.hosted.is_empty() {
+            for addr in &config.components.listen {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| StartError::Bind(*addr, e))?;
+                component_listeners.push(listener);
+            }
+        }
         let shared = Arc::new(Shared {
             config,
             c2s,
+            component_config,
+            components,
             tls,
             store,
             router,
@@ -146,6 +178,7 @@ impl Server {
         let mut server = Server {
             c2s_addrs: Vec::new(),
             direct_tls_addrs: Vec::new(),
+            component_addrs: Vec::new(),
             shared: shared.clone(),
             tasks: Vec::new(),
         };
@@ -162,6 +195,16 @@ impl Server {
                 shared.clone(),
                 listener,
                 direct,
+            )));
+        }
+        for listener in component_listeners {
+            let addr = listener
+                .local_addr()
+                .map_err(|e| StartError::Bind(SocketAddr::from(([127, 0, 0, 1], 0)), e))?;
+            server.component_addrs.push(addr);
+            server.tasks.push(tokio::spawn(components::accept_loop(
+                shared.clone(),
+                listener,
             )));
         }
         Ok(server)

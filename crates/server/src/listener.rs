@@ -47,7 +47,7 @@ impl ConnectionLimits {
         }
     }
 
-    fn try_acquire(shared: &Arc<Shared>, ip: IpAddr) -> Option<ConnectionSlot> {
+    pub(crate) fn try_acquire(shared: &Arc<Shared>, ip: IpAddr) -> Option<ConnectionSlot> {
         let limits = &shared.limits;
         let mut counts = limits.counts.lock().expect("limits lock");
         let per_ip = counts.1.get(&ip).copied().unwrap_or(0);

@@ -18,6 +18,7 @@ use starling_store::{
 use starling_xml::Element;
 
 use crate::blocking::Blocking;
+use crate::components::ComponentTable;
 use crate::modules::{FollowUp, IqFuture, IqHandler, IqRequest};
 use crate::offline::unix_millis;
 use crate::sessions::{SessionHandle, SessionTable};
@@ -26,6 +27,7 @@ pub struct Presence {
     domains: Vec<String>,
     store: Store,
     sessions: Arc<SessionTable>,
+    components: Arc<ComponentTable>,
     blocking: Arc<Blocking>,
     max_roster_items: u64,
     max_roster_text: usize,
@@ -47,6 +49,7 @@ impl Presence {
         domains: Vec<String>,
         store: Store,
         sessions: Arc<SessionTable>,
+        components: Arc<ComponentTable>,
         blocking: Arc<Blocking>,
         max_roster_items: u64,
         max_roster_text: usize,
@@ -55,6 +58,7 @@ impl Presence {
             domains,
             store,
             sessions,
+            components,
             blocking,
             max_roster_items,
             max_roster_text,
@@ -226,6 +230,12 @@ impl Presence {
     /// answers go to the resource that came online.
     async fn probe(&self, user: &Jid, contact: &Jid, answer_to: &Jid) {
         if !self.is_local_account(contact) {
+            // A component answers probes for its own JIDs (RFC 6121 §4.3.1).
+            let probe = Element::new("presence", ns::CLIENT)
+                .with_attr("type", "probe")
+                .with_attr("from", user.to_string())
+                .with_attr("to", contact.to_string());
+            self.deliver_to(contact, probe).await;
             return;
         }
         let allowed = match self.roster_item(contact, user).await {
@@ -318,10 +328,13 @@ impl Presence {
         }
     }
 
-    /// Deliver presence to a local account, through its blocking and subscription rules.
+    /// Deliver presence to a local account, through its blocking and subscription
+    /// rules, or to a connected component, which keeps its own.
     async fn deliver_to(&self, to: &Jid, stanza: Element) {
         if self.is_local_account(to) {
             Box::pin(self.to_account(stanza, to)).await;
+        } else if let Some(component) = self.components.connected(to.domain()) {
+            component.deliver(stanza);
         }
     }
 

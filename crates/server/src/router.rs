@@ -10,6 +10,7 @@ use starling_store::{AccountStore, Store};
 use starling_xml::Element;
 
 use crate::blocking::{mark_blocked, Blocking};
+use crate::components::ComponentTable;
 use crate::modules::{FollowUp, IqRequest, IqTarget, Modules};
 use crate::offline::Offline;
 use crate::presence::{Presence, SessionChange};
@@ -17,35 +18,16 @@ use crate::sessions::{SessionHandle, SessionTable};
 
 pub struct Router {
     pub sessions: Arc<SessionTable>,
+    pub components: Arc<ComponentTable>,
     pub presence: Arc<Presence>,
     pub offline: Arc<Offline>,
-    blocking: Arc<Blocking>,
-    domains: Vec<String>,
-    store: Store,
-    modules: Arc<Modules>,
+    pub blocking: Arc<Blocking>,
+    pub domains: Vec<String>,
+    pub store: Store,
+    pub modules: Arc<Modules>,
 }
 
 impl Router {
-    pub fn new(
-        domains: Vec<String>,
-        store: Store,
-        modules: Arc<Modules>,
-        sessions: Arc<SessionTable>,
-        presence: Arc<Presence>,
-        offline: Arc<Offline>,
-        blocking: Arc<Blocking>,
-    ) -> Self {
-        Router {
-            sessions,
-            presence,
-            offline,
-            blocking,
-            domains,
-            store,
-            modules,
-        }
-    }
-
     pub fn serves(&self, domain: &str) -> bool {
         self.domains.iter().any(|d| d == domain)
     }
@@ -87,7 +69,33 @@ impl Router {
         SessionChange::Other
     }
 
+    /// Route a stanza from a connected component, whose `from` (at the component's
+    /// domain) and `to` its connection validated.
+    pub async fn route_from_component(&self, stanza: Element) {
+        let Some(to) = stanza.attr("to").and_then(|to| Jid::parse(to).ok()) else {
+            return;
+        };
+        self.route_to(stanza, &to).await;
+    }
+
     async fn route_to(&self, stanza: Element, to: &Jid) {
+        if self.components.is_component(to.domain()) {
+            match self.components.connected(to.domain()) {
+                Some(component) => component.deliver(stanza),
+                // XEP-0114 leaves this to the server; as for an unavailable entity
+                // (RFC 6120 §10.5.3), presence is dropped and the rest refused.
+                None if stanza.name != "presence" => {
+                    self.bounce(
+                        &stanza,
+                        StanzaError::new(StanzaErrorCondition::ServiceUnavailable)
+                            .with_text("the service is not connected"),
+                    )
+                    .await
+                }
+                None => {}
+            }
+            return;
+        }
         if !self.serves(to.domain()) {
             if stanza.name != "presence" {
                 let error = StanzaError::new(StanzaErrorCondition::RemoteServerNotFound)
@@ -320,6 +328,8 @@ impl Router {
         };
         if let Some(session) = self.sessions.session(&to) {
             session.deliver(reply);
+        } else if let Some(component) = self.components.connected(to.domain()) {
+            component.deliver(reply);
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct TestServer {
     pub config_path: PathBuf,
     pub c2s: std::net::SocketAddr,
     pub direct_tls: std::net::SocketAddr,
+    /// The component listener, when the config hosts components.
+    pub components: Option<std::net::SocketAddr>,
     child: Child,
 }
 
@@ -90,6 +92,7 @@ impl TestServer {
         let mut lines = BufReader::new(stdout).lines();
         let mut c2s = None;
         let mut direct_tls = None;
+        let mut components = None;
         while c2s.is_none() || direct_tls.is_none() {
             let line = lines
                 .next()
@@ -99,6 +102,8 @@ impl TestServer {
                 c2s = Some(addr.parse().expect("address"));
             } else if let Some(addr) = line.strip_prefix("c2s direct TLS listening on ") {
                 direct_tls = Some(addr.parse().expect("address"));
+            } else if let Some(addr) = line.strip_prefix("components listening on ") {
+                components = Some(addr.parse().expect("address"));
             }
         }
         // Keep draining stdout so the server never blocks on a full pipe.
@@ -108,6 +113,7 @@ impl TestServer {
             config_path,
             c2s: c2s.expect("c2s address"),
             direct_tls: direct_tls.expect("direct TLS address"),
+            components,
             child,
         }
     }

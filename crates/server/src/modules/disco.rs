@@ -6,12 +6,14 @@ use std::sync::Arc;
 use starling_proto::error::{StanzaError, StanzaErrorCondition};
 use starling_xml::Element;
 
+use crate::components::ComponentTable;
+
 use super::{IqFuture, IqHandler, IqRequest, IqTarget, ModuleContext, Modules};
 
 pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 
-pub fn register(modules: &mut Modules, _context: &ModuleContext) {
+pub fn register(modules: &mut Modules, context: &ModuleContext) {
     for target in [IqTarget::Server, IqTarget::Account] {
         modules.add_feature(target, DISCO_INFO);
         modules.add_feature(target, DISCO_ITEMS);
@@ -29,7 +31,9 @@ pub fn register(modules: &mut Modules, _context: &ModuleContext) {
             features,
         });
         modules.register_iq(target, DISCO_INFO, info);
-        modules.register_iq(target, DISCO_ITEMS, Arc::new(DiscoItems));
+        // The server lists the connected components (XEP-0114 services); accounts list nothing.
+        let components = (target == IqTarget::Server).then(|| context.components.clone());
+        modules.register_iq(target, DISCO_ITEMS, Arc::new(DiscoItems { components }));
     }
 }
 
@@ -65,7 +69,9 @@ impl IqHandler for DiscoInfo {
     }
 }
 
-struct DiscoItems;
+struct DiscoItems {
+    components: Option<Arc<ComponentTable>>,
+}
 
 impl IqHandler for DiscoItems {
     fn handle<'a>(&'a self, request: IqRequest<'a>) -> IqFuture<'a> {
@@ -76,7 +82,20 @@ impl IqHandler for DiscoItems {
             if request.payload.attr("node").is_some() {
                 return Err(StanzaError::new(StanzaErrorCondition::ItemNotFound));
             }
-            Ok(Some(Element::new("query", DISCO_ITEMS)))
+            let mut query = Element::new("query", DISCO_ITEMS);
+            let listing = self
+                .components
+                .as_ref()
+                .map(|c| c.listing())
+                .unwrap_or_default();
+            for (domain, name) in listing {
+                let mut item = Element::new("item", DISCO_ITEMS).with_attr("jid", domain);
+                if let Some(name) = name {
+                    item.set_attr("name", name);
+                }
+                query.push_child(item);
+            }
+            Ok(Some(query))
         })
     }
 }

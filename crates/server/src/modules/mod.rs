@@ -23,6 +23,7 @@ use starling_store::Store;
 use starling_xml::Element;
 
 use crate::blocking::{Blocking, BlockingHandler, BLOCKING_NS};
+use crate::components::ComponentTable;
 use crate::config::Config;
 use crate::presence::{Presence, RosterHandler};
 use crate::sessions::SessionTable;
@@ -72,6 +73,7 @@ pub struct ModuleContext {
     pub config: Arc<Config>,
     pub store: Store,
     pub sessions: Arc<SessionTable>,
+    pub components: Arc<ComponentTable>,
     pub presence: Arc<Presence>,
     pub blocking: Arc<Blocking>,
     pub started_at: SystemTime,

@@ -130,3 +130,38 @@ fn slixmpp_and_aioxmpp_users_subscribe_chat_offline_and_see_a_cut_connection() {
     assert!(stdout.contains("alice received the three messages in order with delay stamps"));
     assert!(stdout.trim_end().ends_with("OK"));
 }
+
+#[test]
+fn slixmpp_component_echoes_appears_online_and_is_missed_when_gone() {
+    let server = TestServer::start(
+        "[components]\nlisten = [\"127.0.0.1:0\"]\n\
+         [[components.hosted]]\ndomain = \"echo.localhost\"\nsecret = \"sh4red\"\nname = \"Echo service\"\n",
+        "",
+        "",
+        "",
+    );
+    server.adduser("alice@localhost");
+    let c2s = server.c2s.port().to_string();
+    let component = server
+        .components
+        .expect("component listener")
+        .port()
+        .to_string();
+    let cert = server.cert_path();
+    let stdout = run_python(
+        "component_echo.py",
+        &[
+            "127.0.0.1",
+            &c2s,
+            &component,
+            cert.to_str().expect("utf-8"),
+            "alice@localhost/slix",
+            PASSWORD,
+            "echo.localhost",
+            "sh4red",
+        ],
+    );
+    println!("{stdout}");
+    assert!(stdout.contains("with the component gone: service-unavailable"));
+    assert!(stdout.trim_end().ends_with("OK"));
+}

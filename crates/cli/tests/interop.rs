@@ -165,3 +165,40 @@ fn slixmpp_component_echoes_appears_online_and_is_missed_when_gone() {
     assert!(stdout.contains("with the component gone: service-unavailable"));
     assert!(stdout.trim_end().ends_with("OK"));
 }
+
+#[test]
+fn biboumi_gateway_carries_messages_between_an_xmpp_user_and_an_irc_channel() {
+    let server = TestServer::start(
+        "[components]\nlisten = [\"127.0.0.1:0\"]\n\
+         [[components.hosted]]\ndomain = \"irc.localhost\"\nsecret = \"gateway-secret\"\nname = \"IRC\"\n",
+        "",
+        "",
+        "",
+    );
+    server.adduser("alice@localhost");
+    let work = tempfile::tempdir().expect("temp dir");
+    let c2s = server.c2s.port().to_string();
+    let component = server
+        .components
+        .expect("component listener")
+        .port()
+        .to_string();
+    let cert = server.cert_path();
+    let stdout = run_python(
+        "biboumi_irc.py",
+        &[
+            work.path().to_str().expect("utf-8"),
+            "127.0.0.1",
+            &c2s,
+            &component,
+            cert.to_str().expect("utf-8"),
+            "alice@localhost/slix",
+            PASSWORD,
+            "irc.localhost",
+            "gateway-secret",
+        ],
+    );
+    println!("{stdout}");
+    assert!(stdout.contains("XMPP received the IRC message"));
+    assert!(stdout.trim_end().ends_with("OK"));
+}

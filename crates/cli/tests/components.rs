@@ -122,6 +122,23 @@ async fn messages_iq_and_presence_flow_both_ways_between_users_and_a_component()
         .clone();
     assert_eq!(item.attr("subscription"), Some("to"));
 
+    // Her next resource to come online asks the component for its presence.
+    let mut phone = Client::login(&server, "alice", "phone").await;
+    phone.send("<presence/>").await;
+    let probe = component
+        .wait_for(|e| e.name == "presence" && e.attr("type") == Some("probe"))
+        .await;
+    assert_eq!(probe.attr("from"), Some("alice@localhost"));
+    assert_eq!(probe.attr("to"), Some(DOMAIN));
+    component
+        .send(&format!(
+            "<presence from='{DOMAIN}' to='alice@localhost/phone'><status>here</status></presence>"
+        ))
+        .await;
+    phone
+        .wait_for(|e| e.name == "presence" && e.attr("from") == Some(DOMAIN))
+        .await;
+
     // The component's IQ to a user's bare JID is answered by the server for her.
     component
         .send(&format!(

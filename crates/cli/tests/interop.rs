@@ -131,11 +131,14 @@ fn slixmpp_and_aioxmpp_users_subscribe_chat_offline_and_see_a_cut_connection() {
     assert!(stdout.trim_end().ends_with("OK"));
 }
 
-#[test]
-fn slixmpp_component_echoes_appears_online_and_is_missed_when_gone() {
+/// A server hosting one component, with alice's account: the server, its c2s port
+/// and its component port.
+fn server_with_component(domain: &str, secret: &str, name: &str) -> (TestServer, String, String) {
     let server = TestServer::start(
-        "[components]\nlisten = [\"127.0.0.1:0\"]\n\
-         [[components.hosted]]\ndomain = \"echo.localhost\"\nsecret = \"sh4red\"\nname = \"Echo service\"\n",
+        &format!(
+            "[components]\nlisten = [\"127.0.0.1:0\"]\n\
+             [[components.hosted]]\ndomain = \"{domain}\"\nsecret = \"{secret}\"\nname = \"{name}\"\n"
+        ),
         "",
         "",
         "",
@@ -147,6 +150,13 @@ fn slixmpp_component_echoes_appears_online_and_is_missed_when_gone() {
         .expect("component listener")
         .port()
         .to_string();
+    (server, c2s, component)
+}
+
+#[test]
+fn slixmpp_component_echoes_appears_online_and_is_missed_when_gone() {
+    let (server, c2s, component) =
+        server_with_component("echo.localhost", "sh4red", "Echo service");
     let cert = server.cert_path();
     let stdout = run_python(
         "component_echo.py",
@@ -168,21 +178,8 @@ fn slixmpp_component_echoes_appears_online_and_is_missed_when_gone() {
 
 #[test]
 fn biboumi_gateway_carries_messages_between_an_xmpp_user_and_an_irc_channel() {
-    let server = TestServer::start(
-        "[components]\nlisten = [\"127.0.0.1:0\"]\n\
-         [[components.hosted]]\ndomain = \"irc.localhost\"\nsecret = \"gateway-secret\"\nname = \"IRC\"\n",
-        "",
-        "",
-        "",
-    );
-    server.adduser("alice@localhost");
+    let (server, c2s, component) = server_with_component("irc.localhost", "gateway-secret", "IRC");
     let work = tempfile::tempdir().expect("temp dir");
-    let c2s = server.c2s.port().to_string();
-    let component = server
-        .components
-        .expect("component listener")
-        .port()
-        .to_string();
     let cert = server.cert_path();
     let stdout = run_python(
         "biboumi_irc.py",

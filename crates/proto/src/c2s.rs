@@ -204,16 +204,7 @@ impl C2sServer {
                 out.push(Action::Close);
                 self.state = State::Closed;
             }
-            Input::XmlError(err) => {
-                let condition = match err {
-                    XmlError::NotWellFormed(_) => StreamErrorCondition::NotWellFormed,
-                    XmlError::RestrictedXml(_) => StreamErrorCondition::RestrictedXml,
-                    XmlError::TooLarge(_) | XmlError::LimitExceeded(_) => {
-                        StreamErrorCondition::PolicyViolation
-                    }
-                };
-                self.fail(StreamError::with_text(condition, err.to_string()), out);
-            }
+            Input::XmlError(err) => self.fail(StreamError::from_xml_error(&err), out),
             Input::TlsEstablished(bindings) => {
                 if self.state == State::AwaitingTls {
                     self.encrypted = true;

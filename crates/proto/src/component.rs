@@ -104,16 +104,7 @@ impl ComponentServer {
                 out.push(Action::Close);
                 self.state = State::Closed;
             }
-            Input::XmlError(error) => {
-                let condition = match error {
-                    XmlError::NotWellFormed(_) => StreamErrorCondition::NotWellFormed,
-                    XmlError::RestrictedXml(_) => StreamErrorCondition::RestrictedXml,
-                    XmlError::TooLarge(_) | XmlError::LimitExceeded(_) => {
-                        StreamErrorCondition::PolicyViolation
-                    }
-                };
-                self.fail(StreamError::with_text(condition, error.to_string()), out);
-            }
+            Input::XmlError(error) => self.fail(StreamError::from_xml_error(&error), out),
             Input::NegotiationTimeout => {
                 if self.state != State::Connected {
                     self.fail(

@@ -1,7 +1,7 @@
 //! Stream errors (RFC 6120 §4.9) and stanza errors (RFC 6120 §8.3) as typed values,
 //! with the one conversion that turns them into XML.
 
-use starling_xml::Element;
+use starling_xml::{Element, XmlError};
 
 use crate::ns;
 
@@ -88,6 +88,18 @@ impl StreamError {
             condition,
             text: Some(text.into()),
         }
+    }
+
+    /// The stream error for input the parser refused (RFC 6120 §4.9.3).
+    pub fn from_xml_error(error: &XmlError) -> Self {
+        let condition = match error {
+            XmlError::NotWellFormed(_) => StreamErrorCondition::NotWellFormed,
+            XmlError::RestrictedXml(_) => StreamErrorCondition::RestrictedXml,
+            XmlError::TooLarge(_) | XmlError::LimitExceeded(_) => {
+                StreamErrorCondition::PolicyViolation
+            }
+        };
+        StreamError::with_text(condition, error.to_string())
     }
 
     /// `<stream:error>` with the condition element and optional text.

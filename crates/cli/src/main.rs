@@ -4,6 +4,8 @@ use std::io::{BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod bulk;
+
 use clap::{Parser, Subcommand};
 use starling_proto::sasl::{ScramCredentials, ScramHash};
 use starling_proto::Jid;
@@ -27,10 +29,15 @@ enum Command {
     /// Create an account.
     Adduser {
         /// The account's JID, e.g. alice@localhost.
-        jid: String,
+        #[arg(required_unless_present = "bulk")]
+        jid: Option<String>,
         /// Read the password from the first line of this file instead of asking.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "bulk")]
         password_file: Option<PathBuf>,
+        /// Create every account of FILE (`user@domain password` per line) at once:
+        /// all of them or none.
+        #[arg(long, value_name = "FILE", conflicts_with = "jid")]
+        bulk: Option<PathBuf>,
     },
     /// Delete an account.
     Deluser { jid: String },
@@ -118,7 +125,28 @@ fn check_config(file: &Path) -> ExitCode {
 async fn run(command: Command, config: Config) -> Result<(), String> {
     match command {
         Command::Serve => serve(config).await,
-        Command::Adduser { jid, password_file } => {
+        Command::Adduser {
+            bulk: Some(file), ..
+        } => {
+            let accounts = bulk::read_accounts(&file, &config)?;
+            let store = open_store(&config).await?;
+            match store.import_accounts(&accounts).await {
+                Ok(()) => {
+                    println!("created {} accounts", accounts.len());
+                    Ok(())
+                }
+                Err(StoreError::AccountExists) => {
+                    Err("an account of the file already exists; none were created".into())
+                }
+                Err(e) => Err(format!("{e}; none were created")),
+            }
+        }
+        Command::Adduser {
+            jid, password_file, ..
+        } => {
+            let Some(jid) = jid else {
+                return Err("adduser needs a JID or --bulk FILE".into());
+            };
             let (user, domain) = account(&config, &jid)?;
             let password = read_password(password_file.as_deref(), true)?;
             let creds = credentials(&password, config.auth.scram_iterations)?;

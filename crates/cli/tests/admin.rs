@@ -115,3 +115,59 @@ fn check_config_reports_errors_with_line_numbers() {
         stderr(&output)
     );
 }
+
+#[tokio::test]
+async fn bulk_adduser_creates_every_account_or_none() {
+    let server = TestServer::default_config();
+    let file = server.dir.path().join("accounts.txt");
+    let mut lines = String::from("# load-test accounts\n\n");
+    for n in 0..40 {
+        lines.push_str(&format!("user{n}@localhost {PASSWORD}\n"));
+    }
+    lines.push_str("spaced@example.test   a pass phrase with spaces\n");
+    std::fs::write(&file, &lines).expect("file written");
+    let path = file.to_str().expect("utf-8");
+    let output = server.admin(&["adduser", "--bulk", path], None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("created 41 accounts"));
+    let listed = stdout(&server.admin(&["list-users"], None));
+    assert_eq!(listed.lines().count(), 41, "{listed}");
+    let mut user = Client::login(&server, "user39", "bench").await;
+    user.assert_alive().await;
+
+    // A bad line names itself and nothing of the file is created.
+    let broken = server.dir.path().join("broken.txt");
+    std::fs::write(
+        &broken,
+        format!("fresh1@localhost {PASSWORD}\nnot a jid@@ x\nfresh2@localhost {PASSWORD}\n"),
+    )
+    .expect("file written");
+    let output = server.admin(
+        &["adduser", "--bulk", broken.to_str().expect("utf-8")],
+        None,
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("broken.txt:2:"),
+        "{}",
+        stderr(&output)
+    );
+
+    // So does a file with one existing account.
+    let clash = server.dir.path().join("clash.txt");
+    std::fs::write(
+        &clash,
+        format!("fresh1@localhost {PASSWORD}\nuser0@localhost {PASSWORD}\n"),
+    )
+    .expect("file written");
+    let output = server.admin(&["adduser", "--bulk", clash.to_str().expect("utf-8")], None);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("none were created"),
+        "{}",
+        stderr(&output)
+    );
+    let listed = stdout(&server.admin(&["list-users"], None));
+    assert!(!listed.contains("fresh"), "{listed}");
+    assert_eq!(listed.lines().count(), 41);
+}

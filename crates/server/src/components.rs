@@ -33,7 +33,7 @@ impl ComponentHandle {
     /// Queue a stanza for the component; a full queue closes its connection.
     pub fn deliver(&self, stanza: Element) {
         if let Err(mpsc::error::TrySendError::Full(_)) =
-            self.queue.try_send(Outbound::Stanza(stanza))
+            self.queue.try_send(Outbound::Stanza(Box::new(stanza)))
         {
             tracing::warn!(domain = %self.domain, "component queue full; closing it");
             self.overflowed.notify_one();
@@ -41,7 +41,11 @@ impl ComponentHandle {
     }
 
     fn close(&self, error: StreamError) {
-        if self.queue.try_send(Outbound::Close(error)).is_err() {
+        if self
+            .queue
+            .try_send(Outbound::Close(Box::new(error)))
+            .is_err()
+        {
             self.overflowed.notify_one();
         }
     }
@@ -224,10 +228,10 @@ impl ComponentConnection {
                 }
                 outbound = next_outbound(&mut self.inbox) => match outbound {
                     Some(Outbound::Stanza(stanza)) => {
-                        self.write_stanza(stanza);
+                        self.write_stanza(*stanza);
                         self.flush().await;
                     }
-                    Some(Outbound::Close(error)) => self.fail(error).await,
+                    Some(Outbound::Close(error)) => self.fail(*error).await,
                     None => self.fail(StreamError::with_text(StreamErrorCondition::PolicyViolation, "too slow to read what was sent")).await,
                 },
             }
@@ -265,9 +269,9 @@ impl ComponentConnection {
             // Answers to what the component sent, written as they are produced.
             while let Some(Ok(outbound)) = self.inbox.as_mut().map(|i| i.queue.try_recv()) {
                 match outbound {
-                    Outbound::Stanza(stanza) => self.write_stanza(stanza),
+                    Outbound::Stanza(stanza) => self.write_stanza(*stanza),
                     Outbound::Close(error) => {
-                        self.fail(error).await;
+                        self.fail(*error).await;
                         return;
                     }
                 }

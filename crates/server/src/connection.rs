@@ -1,6 +1,7 @@
 //! The tokio shell around one client connection: reads bytes, feeds the parser and
 //! the sans-IO `C2sServer`, carries out its actions, and writes what the router queues.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,8 +12,8 @@ use starling_proto::error::{StreamError, StreamErrorCondition};
 use starling_proto::sasl::{ChannelBindings, SaslError};
 use starling_proto::{ns, Jid};
 use starling_store::{AccountStore, StoreError};
-use starling_xml::{Limits, StreamParser};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use starling_xml::{Limits, StreamEvent, StreamParser, XmlError};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
@@ -81,7 +82,8 @@ struct Connection {
     parser: StreamParser,
     machine: C2sServer,
     session: Option<(Jid, SessionInbox)>,
-    write_buf: Vec<u8>,
+    /// Output not yet written; kept small between bursts (see `flush`).
+    write_buf: String,
     closing: bool,
 }
 
@@ -92,7 +94,7 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, direct_tls: bool) {
         let acceptor = TlsAcceptor::from(shared.tls.direct.clone());
         let handshake =
             tokio::time::timeout(shared.config.negotiation_timeout(), acceptor.accept(tcp));
-        match handshake.await {
+        match Box::pin(handshake).await {
             Ok(Ok(tls)) => {
                 let bindings = shared.tls.channel_bindings(tls.get_ref().1);
                 (Transport::Tls(Box::new(tls)), Some(bindings))
@@ -116,69 +118,83 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, direct_tls: bool) {
         transport,
         parser: StreamParser::new(limits),
         session: None,
-        write_buf: Vec::with_capacity(4096),
+        write_buf: String::new(),
         closing: false,
     };
     connection.run().await;
     if let Some((jid, inbox)) = connection.session.take() {
-        connection
-            .shared
-            .router
-            .presence
-            .session_ended(&inbox.handle)
-            .await;
+        let presence = &connection.shared.router.presence;
+        Box::pin(presence.session_ended(&inbox.handle)).await;
         connection.shared.router.sessions.unregister(&inbox.handle);
         tracing::debug!(%jid, "session ended");
     }
 }
 
 impl Connection {
+    /// The loop an idle connection waits in. Handling what arrives is boxed: its
+    /// future is large and needed only while working, not while waiting.
     async fn run(&mut self) {
         let deadline = Instant::now() + self.shared.config.negotiation_timeout();
-        let mut read_buf = vec![0u8; 16 * 1024];
         let mut events = Vec::new();
+        let mut last_read = Instant::now();
+        let quiet = tokio::time::sleep(QUIET_AFTER);
+        tokio::pin!(quiet);
+        let mut released = false;
         while !self.closing {
             let bound = self.machine.is_bound();
             let input = tokio::select! {
-                read = self.transport.read(&mut read_buf) => match read {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => {
-                        events.clear();
-                        match self.parser.feed(&read_buf[..n], &mut events) {
-                            Ok(()) => {
-                                let inputs: VecDeque<Input> = events.drain(..).map(Input::Event).collect();
-                                self.process(inputs).await;
-                            }
-                            Err(e) => {
-                                // Events parsed before the error still count.
-                                let mut inputs: VecDeque<Input> = events.drain(..).map(Input::Event).collect();
-                                inputs.push_back(Input::XmlError(e));
-                                self.process(inputs).await;
-                            }
-                        }
-                        continue;
+                parsed = read_and_parse(&mut self.transport, &mut self.parser, &mut events) => {
+                    let Some(parsed) = parsed else { return };
+                    last_read = Instant::now();
+                    if released {
+                        released = false;
+                        quiet.as_mut().reset(last_read + QUIET_AFTER);
                     }
-                },
+                    let mut inputs: VecDeque<Input> = events.drain(..).map(Input::Event).collect();
+                    // Events parsed before an error still count.
+                    if let Err(e) = parsed {
+                        inputs.push_back(Input::XmlError(e));
+                    }
+                    Box::pin(self.process(inputs)).await;
+                    continue;
+                }
                 _ = tokio::time::sleep_until(deadline), if !bound => Input::NegotiationTimeout,
+                () = &mut quiet, if bound && !released => {
+                    let due = last_read + QUIET_AFTER;
+                    if Instant::now() >= due {
+                        // Mid-stanza nothing is released; either way, wait for the next read.
+                        self.parser.release_buffers();
+                        released = true;
+                        events = Vec::new();
+                        if self.write_buf.is_empty() {
+                            self.write_buf = String::new();
+                        }
+                    } else {
+                        quiet.as_mut().reset(due);
+                    }
+                    continue;
+                }
                 outbound = recv_outbound(&mut self.session) => match outbound {
                     Some(Outbound::Stanza(stanza)) => {
-                        self.write_buf.extend_from_slice(stanza.to_xml(ns::CLIENT).as_bytes());
+                        stanza.write_to(&mut self.write_buf, ns::CLIENT);
+                        // Whatever else is queued goes out in the same write.
+                        Box::pin(self.write_queued()).await;
                         if self.flush().await.is_err() {
                             return;
                         }
                         continue;
                     }
                     Some(Outbound::Close(error)) => {
-                        self.fail(error).await;
+                        Box::pin(self.fail(*error)).await;
                         continue;
                     }
                     None => {
-                        self.fail(StreamError::with_text(StreamErrorCondition::PolicyViolation, "too slow to read what was sent")).await;
+                        Box::pin(self.fail(StreamError::with_text(StreamErrorCondition::PolicyViolation, "too slow to read what was sent"))).await;
                         continue;
                     }
                 },
             };
-            self.process(VecDeque::from([input])).await;
+            Box::pin(self.process(VecDeque::from([input]))).await;
         }
     }
 
@@ -220,11 +236,9 @@ impl Connection {
             .and_then(|(_, inbox)| inbox.queue.try_recv().ok())
         {
             match outbound {
-                Outbound::Stanza(stanza) => self
-                    .write_buf
-                    .extend_from_slice(stanza.to_xml(ns::CLIENT).as_bytes()),
+                Outbound::Stanza(stanza) => stanza.write_to(&mut self.write_buf, ns::CLIENT),
                 Outbound::Close(error) => {
-                    self.fail(error).await;
+                    self.fail(*error).await;
                     return;
                 }
             }
@@ -237,7 +251,7 @@ impl Connection {
     async fn act(&mut self, actions: Vec<Action>, inputs: &mut VecDeque<Input>) {
         for action in actions {
             match action {
-                Action::Send(xml) => self.write_buf.extend_from_slice(xml.as_bytes()),
+                Action::Send(xml) => self.write_buf.push_str(&xml),
                 Action::StartTls => match self.start_tls().await {
                     Some(bindings) => inputs.push_back(Input::TlsEstablished(bindings)),
                     None => {
@@ -324,8 +338,7 @@ impl Connection {
             return true;
         };
         for message in &batch.messages {
-            self.write_buf
-                .extend_from_slice(message.to_xml(ns::CLIENT).as_bytes());
+            message.write_to(&mut self.write_buf, ns::CLIENT);
         }
         if self.flush().await.is_err() {
             return false;
@@ -407,13 +420,55 @@ impl Connection {
             return Ok(());
         }
         let write = async {
-            self.transport.write_all(&self.write_buf).await?;
+            self.transport.write_all(self.write_buf.as_bytes()).await?;
             self.transport.flush().await
         };
         let result = tokio::time::timeout(self.shared.config.write_timeout(), write).await;
         self.write_buf.clear();
+        // Most connections are idle most of the time: a burst's buffer is not kept.
+        if self.write_buf.capacity() > KEPT_WRITE_CAPACITY {
+            self.write_buf.shrink_to(KEPT_WRITE_CAPACITY);
+        }
         result.map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
     }
+}
+
+/// A bound connection that has received nothing for this long releases its
+/// parser's and buffers' memory until it next receives; most sessions of a
+/// server are idle most of the time.
+const QUIET_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Write buffer capacity kept after a flush: a few ordinary stanzas.
+const KEPT_WRITE_CAPACITY: usize = 2048;
+
+/// Received bytes are read into this buffer, shared by all connections of a
+/// thread, and parsed before the read returns: an idle connection holds no
+/// read buffer of its own.
+const READ_BYTES: usize = 16 * 1024;
+
+thread_local! {
+    static READ_BUFFER: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_BYTES].into_boxed_slice());
+}
+
+/// Waits for received bytes and feeds them to `parser`, appending to `events`.
+/// `None` when the connection closed or failed.
+async fn read_and_parse(
+    transport: &mut Transport,
+    parser: &mut StreamParser,
+    events: &mut Vec<StreamEvent>,
+) -> Option<Result<(), XmlError>> {
+    std::future::poll_fn(|cx| {
+        READ_BUFFER.with_borrow_mut(|buffer| {
+            let mut read = ReadBuf::new(buffer);
+            match Pin::new(&mut *transport).poll_read(cx, &mut read) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(_)) => Poll::Ready(None),
+                Poll::Ready(Ok(())) if read.filled().is_empty() => Poll::Ready(None),
+                Poll::Ready(Ok(())) => Poll::Ready(Some(parser.feed(read.filled(), events))),
+            }
+        })
+    })
+    .await
 }
 
 /// Buffered output is written once it reaches this size, even mid-batch.

@@ -13,10 +13,12 @@ use tokio::sync::mpsc;
 
 /// What a session's connection task receives from the rest of the server.
 #[derive(Debug)]
+/// Boxed so that a queue, which allocates its slots in blocks, stays small for
+/// the many sessions that are idle.
 pub enum Outbound {
-    Stanza(Element),
+    Stanza(Box<Element>),
     /// End the stream with this error (e.g. `<conflict/>` when replaced).
-    Close(StreamError),
+    Close(Box<StreamError>),
 }
 
 /// What the router knows of one session's presence (RFC 6121 §4).
@@ -49,7 +51,7 @@ pub struct SessionHandle {
 impl SessionHandle {
     /// Queue a stanza for the client; a full queue closes the session rather than grow.
     pub fn deliver(&self, stanza: Element) {
-        match self.queue.try_send(Outbound::Stanza(stanza)) {
+        match self.queue.try_send(Outbound::Stanza(Box::new(stanza))) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(jid = %self.jid, "outbound queue full; closing the session");
@@ -61,7 +63,11 @@ impl SessionHandle {
 
     /// End the session's stream with `error` once what was queued before is written.
     pub fn close(&self, error: StreamError) {
-        if self.queue.try_send(Outbound::Close(error)).is_err() {
+        if self
+            .queue
+            .try_send(Outbound::Close(Box::new(error)))
+            .is_err()
+        {
             self.overflowed.notify_one();
         }
     }

@@ -81,7 +81,11 @@ impl Default for Limits {
 #[derive(Debug)]
 pub struct StreamParser {
     limits: Limits,
-    parser: Parser,
+    /// `None` while released between top-level elements (see `release_buffers`).
+    parser: Option<Box<Parser>>,
+    /// The bytes of the document up to the end of the root start tag, to bring a
+    /// released parser back to where it was.
+    header_bytes: Vec<u8>,
     /// rxml's namespace resolver drops declarations, so the root start tag is
     /// also run through a raw parser to learn the declared default namespace.
     /// `None` once the root start tag has been seen.
@@ -108,7 +112,8 @@ impl StreamParser {
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,
-            parser: new_rxml_parser(&limits),
+            parser: Some(Box::new(new_rxml_parser(&limits))),
+            header_bytes: Vec::new(),
             header_sniffer: Some(RawParser::with_options(rxml_options(&limits))),
             default_ns: None,
             opened: false,
@@ -141,12 +146,58 @@ impl StreamParser {
         *self = Self::new(self.limits);
     }
 
+    /// Frees the parser's buffers while the stream is between top-level
+    /// elements, for a connection that has gone quiet; the next `feed` rebuilds
+    /// them from the stream header. Whitespace waiting for the next element is
+    /// dropped. Returns whether anything was released.
+    pub fn release_buffers(&mut self) -> bool {
+        let between_elements = self.opened && self.stack.is_empty() && self.awaiting_tag;
+        if !between_elements || self.error.is_some() || self.parser.is_none() {
+            return false;
+        }
+        self.parser = None;
+        self.accounted = self.consumed;
+        self.stack = Vec::new();
+        true
+    }
+
+    /// The rxml parser, rebuilt after `release_buffers` by feeding it the stream
+    /// header again (its events were reported when it first arrived).
+    fn rxml(&mut self) -> Result<&mut Parser, XmlError> {
+        if self.parser.is_none() {
+            let mut parser = new_rxml_parser(&self.limits);
+            let mut header = self.header_bytes.as_slice();
+            loop {
+                match parser.parse(&mut header, false) {
+                    Ok(Some(Event::StartElement(..))) => break,
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(EndOrError::NeedMoreData) => {
+                        return Err(XmlError::NotWellFormed("stream header cut short".into()))
+                    }
+                    Err(EndOrError::Error(e)) => return Err(classify(e)),
+                }
+            }
+            self.parser = Some(Box::new(parser));
+        }
+        Ok(self.parser.as_mut().expect("parser present"))
+    }
+
+    /// Keeps the document's bytes until the root start tag has been parsed.
+    fn keep_header_bytes(&mut self, data: &[u8]) {
+        if !self.opened {
+            let room = (MAX_HEADER_BYTES + 1).saturating_sub(self.header_bytes.len());
+            self.header_bytes
+                .extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+
     fn feed_inner(&mut self, data: &[u8], out: &mut Vec<StreamEvent>) -> Result<(), XmlError> {
         self.sniff_header(data);
+        self.keep_header_bytes(data);
         let mut buf = data;
         loop {
             let before = buf.len();
-            let result = self.parser.parse(&mut buf, false);
+            let result = self.rxml()?.parse(&mut buf, false);
             self.consumed += before - buf.len();
             match result {
                 Ok(Some(ev)) => {
@@ -251,6 +302,9 @@ impl StreamParser {
                         return Err(header_too_large());
                     }
                     self.opened = true;
+                    // rxml reports the start tag as soon as its `>` is consumed.
+                    self.header_bytes.truncate(self.consumed);
+                    self.header_bytes.shrink_to_fit();
                     out.push(StreamEvent::Open(StreamHeader {
                         name: name.as_str().to_owned(),
                         ns: ns.as_str().to_owned(),
@@ -309,11 +363,15 @@ fn header_too_large() -> XmlError {
     XmlError::TooLarge(format!("stream header over {MAX_HEADER_BYTES} bytes"))
 }
 
+/// The longest element or attribute name or attribute value; longer text is
+/// handed over in chunks of this size. The longest JID is 3071 bytes (RFC 7622
+/// §3.1). rxml reserves this much for every parser, so it is kept well below the
+/// stanza limit: idle connections should not hold stanza-sized buffers.
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
 fn rxml_options(limits: &Limits) -> Options {
     Options {
-        // A single token cannot exceed the stanza limit anyway; this bounds
-        // what rxml buffers for one name, attribute value or text chunk.
-        max_token_length: limits.max_stanza_bytes.clamp(1024, 1 << 20),
+        max_token_length: limits.max_stanza_bytes.clamp(1024, MAX_TOKEN_BYTES),
         ..Options::default()
     }
 }

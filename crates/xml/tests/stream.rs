@@ -571,6 +571,31 @@ fn endless_start_tag_with_many_attributes_fails_as_too_large() {
 }
 
 #[test]
+fn the_longest_possible_jid_fits_in_an_attribute() {
+    // RFC 7622 §3.1: localpart, domainpart and resourcepart of 1023 bytes each.
+    let part = "a".repeat(1023);
+    let jid = format!("{part}@{part}/{part}");
+    let doc = stream_with(&format!("<message to='{jid}'/>"));
+    let events = parse_every_way(doc.as_bytes(), Limits::default()).unwrap();
+    assert_eq!(elements(&events)[0].attr("to"), Some(jid.as_str()));
+}
+
+#[test]
+fn attribute_value_far_longer_than_any_jid_fails_as_too_large_below_the_stanza_limit() {
+    let doc = stream_with(&format!("<message id='{}'/>", "a".repeat(9000)));
+    assert_too_large(parse_every_way(doc.as_bytes(), Limits::default()));
+}
+
+#[test]
+fn text_longer_than_a_token_arrives_whole() {
+    let body = "abc ".repeat(25_000);
+    let doc = stream_with(&format!("<message><body>{body}</body></message>"));
+    let events = parse_whole(doc.as_bytes(), Limits::default()).unwrap();
+    let message = elements(&events)[0];
+    assert_eq!(message.elements().next().unwrap().text(), body);
+}
+
+#[test]
 fn endless_element_name_fails_as_too_large() {
     let mut doc = stream_with("<").into_bytes();
     doc.extend(std::iter::repeat_n(b'm', 3000));
@@ -695,4 +720,85 @@ fn split_start_tag_between_stanzas_is_not_mistaken_for_text() {
         .feed(b"age to='a@b'/>", &mut out)
         .expect("tag completes");
     assert!(matches!(out.last(), Some(StreamEvent::Element(e)) if e.name == "message"));
+}
+
+/// Feeds `doc` in `chunks`-sized pieces, releasing the parser's buffers after
+/// every piece (it refuses where the stream is inside an element).
+fn parse_releasing_after_every_chunk(doc: &[u8], chunk: usize) -> (Vec<StreamEvent>, usize) {
+    let mut parser = StreamParser::new(Limits::default());
+    let mut out = Vec::new();
+    let mut released = 0;
+    for piece in doc.chunks(chunk) {
+        parser.feed(piece, &mut out).unwrap();
+        released += usize::from(parser.release_buffers());
+    }
+    (out, released)
+}
+
+#[test]
+fn released_buffers_are_rebuilt_and_parsing_goes_on_unchanged() {
+    let doc = stream_with(
+        "<message to='a@b' xml:lang='en'><body>one</body></message>  \n \
+         <x:iq xmlns:x='jabber:client' type='get' id='1'><q xmlns='urn:q'/></x:iq>\n\
+         <presence/><message><body>two</body></message></stream:stream>",
+    );
+    let expected = parse_whole(doc.as_bytes(), Limits::default()).unwrap();
+    for chunk in [1, 2, 7, 40, doc.len()] {
+        let (events, released) = parse_releasing_after_every_chunk(doc.as_bytes(), chunk);
+        assert_eq!(
+            format!("{events:?}"),
+            format!("{expected:?}"),
+            "chunks of {chunk}"
+        );
+        assert!(released > 0, "chunks of {chunk}: never released");
+    }
+    let presence = elements(&expected)[2];
+    assert_eq!(presence.ns, "jabber:client");
+}
+
+#[test]
+fn buffers_are_kept_inside_an_element_and_before_the_header() {
+    let mut parser = StreamParser::new(Limits::default());
+    let mut out = Vec::new();
+    parser
+        .feed(b"<?xml version='1.0'?><stream:str", &mut out)
+        .unwrap();
+    assert!(!parser.release_buffers());
+    parser
+        .feed(
+            b"eam xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><mess",
+            &mut out,
+        )
+        .unwrap();
+    assert!(!parser.release_buffers());
+    parser.feed(b"age><body>hi</bo", &mut out).unwrap();
+    assert!(!parser.release_buffers());
+    parser.feed(b"dy></message>", &mut out).unwrap();
+    assert!(parser.release_buffers());
+    assert!(!parser.release_buffers(), "nothing left to release");
+    parser.feed(b"<presence/>", &mut out).unwrap();
+    let stanzas = elements(&out);
+    assert_eq!(stanzas.len(), 2);
+    assert_eq!(stanzas[0].elements().next().unwrap().text(), "hi");
+    assert_eq!(stanzas[1].name, "presence");
+}
+
+#[test]
+fn errors_after_a_release_are_still_reported() {
+    let mut parser = StreamParser::new(Limits::default());
+    let mut out = Vec::new();
+    parser
+        .feed(stream_with("<presence/>").as_bytes(), &mut out)
+        .unwrap();
+    assert!(parser.release_buffers());
+    assert!(matches!(
+        parser.feed(b"<message></iq>", &mut out),
+        Err(XmlError::NotWellFormed(_))
+    ));
+    let mut parser = StreamParser::new(Limits::default());
+    parser
+        .feed(stream_with("<presence/>").as_bytes(), &mut out)
+        .unwrap();
+    assert!(parser.release_buffers());
+    assert!(parser.feed(b"garbage", &mut out).is_err());
 }

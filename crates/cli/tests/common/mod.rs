@@ -158,6 +158,10 @@ impl TestServer {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn cert_path(&self) -> PathBuf {
         self.dir.path().join("data").join("tls").join("cert.pem")
     }

@@ -4,7 +4,7 @@ use base64::Engine;
 use subtle::ConstantTimeEq;
 
 use super::scram::{self, B64};
-use super::{plain, ChannelBindingType, Mechanism, SaslError};
+use super::{plain, ChannelBindingType, Mechanism, SaslError, ScramHash};
 
 pub struct SaslClient {
     mechanism: Mechanism,
@@ -14,6 +14,19 @@ pub struct SaslClient {
     channel_binding: Option<(ChannelBindingType, Vec<u8>)>,
     client_nonce: String,
     state: State,
+    /// Keys derived in this exchange or handed in from an earlier one.
+    keys: Option<DerivedKeys>,
+}
+
+/// ClientKey and ServerKey for one salt and iteration count. RFC 5802 §5.1
+/// lets a client keep them instead of the password's PBKDF2 work on every login.
+#[derive(Clone)]
+pub struct DerivedKeys {
+    hash: ScramHash,
+    salt: Vec<u8>,
+    iterations: u32,
+    client_key: Vec<u8>,
+    server_key: Vec<u8>,
 }
 
 enum State {
@@ -68,7 +81,20 @@ impl SaslClient {
             channel_binding,
             client_nonce,
             state: State::Initial,
+            keys: None,
         })
+    }
+
+    /// Reuse keys from an earlier exchange; they are used only if the server
+    /// still announces the same salt and iteration count.
+    pub fn with_keys(mut self, keys: Option<DerivedKeys>) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// The keys of this exchange, once the server's first challenge was answered.
+    pub fn keys(&self) -> Option<&DerivedKeys> {
+        self.keys.as_ref()
     }
 
     /// The first message, sent along with the mechanism choice. Calling it
@@ -160,7 +186,23 @@ impl SaslClient {
         let iterations: u32 = iterations
             .parse()
             .map_err(|_| SaslError::MalformedChallenge)?;
-        let keys = scram::keys(hash, &self.password, &salt, iterations)?;
+        let cached = self
+            .keys
+            .take()
+            .filter(|k| k.hash == hash && k.salt == salt && k.iterations == iterations);
+        let keys = match cached {
+            Some(keys) => keys,
+            None => {
+                let derived = scram::keys(hash, &self.password, &salt, iterations)?;
+                DerivedKeys {
+                    hash,
+                    salt,
+                    iterations,
+                    client_key: derived.client_key,
+                    server_key: derived.server_key,
+                }
+            }
+        };
 
         let mut cbind_input = gs2_header.as_bytes().to_vec();
         if let Some((_, data)) = &self.channel_binding {
@@ -174,6 +216,7 @@ impl SaslClient {
         self.state = State::SentClientFinal {
             server_signature: scram::hmac(hash, &keys.server_key, auth_message.as_bytes()),
         };
+        self.keys = Some(keys);
         Ok(format!("{without_proof},p={}", B64.encode(proof)).into_bytes())
     }
 }
@@ -355,5 +398,47 @@ mod tests {
             client.finish(Some(SERVER_FINAL)),
             Err(SaslError::OutOfOrder)
         );
+    }
+
+    const RFC5802_CLIENT_FINAL: &[u8] =
+        b"c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts=";
+
+    fn client_with(password: &str, keys: Option<DerivedKeys>) -> SaslClient {
+        let mut client = SaslClient::with_nonce(
+            Mechanism::ScramSha1,
+            "user",
+            password,
+            None,
+            "fyko+d2lbbFgONRv9qkxdawL".to_owned(),
+        )
+        .unwrap()
+        .with_keys(keys);
+        client.initial_response();
+        client
+    }
+
+    #[test]
+    fn cached_keys_replace_the_password_for_the_same_salt_and_iterations() {
+        let keys = rfc5802_client().keys().cloned();
+        // A wrong password proves the cached keys, not the password, made the proof.
+        let mut client = client_with("not pencil", keys);
+        assert_eq!(client.respond(SERVER_FIRST).unwrap(), RFC5802_CLIENT_FINAL);
+        assert_eq!(client.finish(Some(SERVER_FINAL)), Ok(()));
+    }
+
+    #[test]
+    fn cached_keys_for_another_salt_or_iteration_count_are_ignored() {
+        let keys = rfc5802_client().keys().cloned();
+        let other_iterations =
+            b"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4097";
+        let mut cached = client_with("pencil", keys.clone());
+        let mut fresh = client_with("pencil", None);
+        assert_eq!(
+            cached.respond(other_iterations).unwrap(),
+            fresh.respond(other_iterations).unwrap()
+        );
+        let other_salt = b"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf93,i=4096";
+        let mut cached = client_with("not pencil", keys);
+        assert_ne!(cached.respond(other_salt).unwrap(), RFC5802_CLIENT_FINAL);
     }
 }

@@ -10,7 +10,7 @@ mod plain;
 mod scram;
 mod server;
 
-pub use client::SaslClient;
+pub use client::{DerivedKeys, SaslClient};
 pub use credentials::{ScramCredentials, ScramHash};
 pub use server::{SaslServer, SaslServerConfig, ServerStep};
 

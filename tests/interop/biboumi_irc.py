@@ -10,10 +10,11 @@ Prints one line per step, then "OK".
 
 import asyncio
 import os
-import ssl
 import sys
 
 import slixmpp
+
+from slix_user import TestUser
 
 TIMEOUT = 30
 IRC_HOST = "127.0.0.2"
@@ -121,25 +122,15 @@ class IrcClient:
         return await asyncio.wait_for(read(), TIMEOUT)
 
 
-class User(slixmpp.ClientXMPP):
+class User(TestUser):
     def __init__(self, jid, password, cafile):
-        super().__init__(jid, password)
-        self.ssl_context = ssl.create_default_context(cafile=cafile)
-        self.ssl_context.check_hostname = False
-        self.enable_plaintext = False
-        self.ready = asyncio.get_event_loop().create_future()
+        super().__init__(jid, password, cafile)
         self.groupchat = asyncio.Queue()
         self.room_presence = asyncio.Queue()
-        self.add_event_handler("session_start", self.on_start)
         self.add_event_handler(
             "message", lambda m: self.groupchat.put_nowait(m) if m["type"] == "groupchat" else None
         )
         self.add_event_handler("presence", lambda p: self.room_presence.put_nowait(p))
-
-    async def on_start(self, _event):
-        self.send_presence()
-        await self.get_roster()
-        self.ready.set_result(True)
 
 
 async def main():
@@ -158,7 +149,7 @@ async def main():
 
         user = User(user_jid, password, cafile)
         user.connect(host, int(c2s_port))
-        await asyncio.wait_for(user.ready, TIMEOUT)
+        await asyncio.wait_for(user.session_ready, TIMEOUT)
         room = f"{CHANNEL}%{IRC_HOST}@{domain}"
         join = user.make_presence(pto=f"{room}/alice")
         join.append(slixmpp.xmlstream.ET.fromstring("<x xmlns='http://jabber.org/protocol/muc'/>"))

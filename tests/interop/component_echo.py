@@ -10,10 +10,11 @@ Prints one line per step, then "OK".
 """
 
 import asyncio
-import ssl
 import sys
 
 import slixmpp
+
+from slix_user import TestUser
 from slixmpp.exceptions import IqError
 
 TIMEOUT = 30
@@ -42,24 +43,14 @@ class EchoComponent(slixmpp.ComponentXMPP):
         self.send_presence(pto=presence["from"], pfrom=self.boundjid.bare)
 
 
-class User(slixmpp.ClientXMPP):
+class User(TestUser):
     def __init__(self, jid, password, cafile):
-        super().__init__(jid, password)
-        self.ssl_context = ssl.create_default_context(cafile=cafile)
-        self.ssl_context.check_hostname = False
-        self.enable_plaintext = False
+        super().__init__(jid, password, cafile)
         self.register_plugin("xep_0030")
-        self.ready = asyncio.get_event_loop().create_future()
         self.messages = asyncio.Queue()
         self.online = asyncio.Queue()
-        self.add_event_handler("session_start", self.on_start)
         self.add_event_handler("message", lambda m: self.messages.put_nowait(m))
         self.add_event_handler("presence_available", lambda p: self.online.put_nowait(p["from"]))
-
-    async def on_start(self, _event):
-        self.send_presence()
-        await self.get_roster()
-        self.ready.set_result(True)
 
 
 async def main():
@@ -71,7 +62,7 @@ async def main():
 
     user = User(user_jid, password, cafile)
     user.connect(host, int(c2s_port))
-    await asyncio.wait_for(user.ready, TIMEOUT)
+    await asyncio.wait_for(user.session_ready, TIMEOUT)
 
     user.send_message(mto=f"bot@{domain}", mbody="ping through", mtype="chat")
     while True:

@@ -11,47 +11,30 @@ Prints one line per step, then "OK". Exits non-zero on any failure or timeout.
 """
 
 import asyncio
-import ssl
 import sys
 
 import aioxmpp
 import aioxmpp.connector
 import aioxmpp.dispatcher
-import slixmpp
+
+from slix_user import TestUser
 
 TIMEOUT = 30
 OFFLINE_BODIES = ["first while away", "second while away", "third while away"]
 
 
-class Alice(slixmpp.ClientXMPP):
+class Alice(TestUser):
     """A slixmpp client that approves subscription requests, as its default does."""
 
     def __init__(self, jid, password, cafile):
-        super().__init__(jid, password)
-        self.ssl_context = ssl.create_default_context(cafile=cafile)
-        self.ssl_context.check_hostname = False
-        self.enable_plaintext = False
+        super().__init__(jid, password, cafile)
         self.roster.auto_authorize = True
         self.roster.auto_subscribe = False
         self.register_plugin("xep_0203")
-        loop = asyncio.get_event_loop()
-        self.session_ready = loop.create_future()
         self.messages = asyncio.Queue()
         self.available_contacts = asyncio.Queue()
-        self.add_event_handler("session_start", self.on_session_start)
         self.add_event_handler("message", self.on_message)
         self.add_event_handler("presence_available", self.on_available)
-        self.add_event_handler("failed_auth", self.on_failed_auth)
-
-    async def on_session_start(self, _event):
-        self.send_presence()
-        await self.get_roster()
-        if not self.session_ready.done():
-            self.session_ready.set_result(True)
-
-    def on_failed_auth(self, _event):
-        if not self.session_ready.done():
-            self.session_ready.set_exception(RuntimeError("alice failed to authenticate"))
 
     def on_message(self, msg):
         if msg["type"] in ("chat", "normal"):

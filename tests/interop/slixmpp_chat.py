@@ -6,37 +6,18 @@ Exits non-zero on any failure or after a timeout.
 """
 
 import asyncio
-import ssl
 import sys
 
-import slixmpp
+from slix_user import TestUser
 
 TIMEOUT = 30
 
 
-class Client(slixmpp.ClientXMPP):
+class Client(TestUser):
     def __init__(self, jid, password, cafile):
-        super().__init__(jid, password)
-        self.ssl_context = ssl.create_default_context(cafile=cafile)
-        self.ssl_context.check_hostname = False
-        self.enable_plaintext = False
-        self.session_ready = asyncio.get_event_loop().create_future()
+        super().__init__(jid, password, cafile)
         self.messages = asyncio.Queue()
-        self.add_event_handler("session_start", self.on_session_start)
         self.add_event_handler("message", self.on_message)
-        self.add_event_handler("failed_auth", self.on_failed_auth)
-
-    async def on_session_start(self, _event):
-        # What every client does at login; the server handles the presence before
-        # the roster request, so after the answer this resource is available.
-        self.send_presence()
-        await self.get_roster()
-        if not self.session_ready.done():
-            self.session_ready.set_result(True)
-
-    def on_failed_auth(self, _event):
-        if not self.session_ready.done():
-            self.session_ready.set_exception(RuntimeError(f"{self.boundjid} failed to authenticate"))
 
     def on_message(self, msg):
         if msg["type"] in ("chat", "normal"):

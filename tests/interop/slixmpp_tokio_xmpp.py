@@ -7,23 +7,17 @@ Prints the slixmpp mechanism, the tokio-xmpp client's output, then "OK".
 
 import asyncio
 import os
-import ssl
 import sys
 
-import slixmpp
+from slix_user import TestUser
 
 TIMEOUT = 30
 
 
-class Alice(slixmpp.ClientXMPP):
+class Alice(TestUser):
     def __init__(self, password, cafile):
-        super().__init__("alice@localhost/slix", password)
-        self.ssl_context = ssl.create_default_context(cafile=cafile)
-        self.ssl_context.check_hostname = False
-        self.enable_plaintext = False
-        self.session_ready = asyncio.get_event_loop().create_future()
+        super().__init__("alice@localhost/slix", password, cafile)
         self.messages = asyncio.Queue()
-        self.add_event_handler("session_start", lambda _e: self.session_ready.done() or self.session_ready.set_result(True))
         self.add_event_handler("message", lambda m: self.messages.put_nowait(m))
 
 

@@ -20,19 +20,26 @@ fn run_python(script: &str, args: &[&str]) -> String {
     stdout
 }
 
-#[test]
-fn slixmpp_clients_log_in_with_scram_and_exchange_messages() {
+/// A server with the accounts alice and bob, and the host, port and CA file
+/// arguments the scripts start with.
+fn server_for_alice_and_bob() -> (TestServer, [String; 3]) {
     let server = TestServer::default_config();
     server.adduser("alice@localhost");
     server.adduser("bob@localhost");
-    let port = server.c2s.port().to_string();
-    let cert = server.cert_path();
+    let cert = server.cert_path().to_str().expect("utf-8").to_owned();
+    let arguments = ["127.0.0.1".to_owned(), server.c2s.port().to_string(), cert];
+    (server, arguments)
+}
+
+#[test]
+fn slixmpp_clients_log_in_with_scram_and_exchange_messages() {
+    let (_server, [host, port, cert]) = server_for_alice_and_bob();
     let stdout = run_python(
         "slixmpp_chat.py",
         &[
-            "127.0.0.1",
+            &host,
             &port,
-            cert.to_str().expect("utf-8"),
+            &cert,
             "alice@localhost/slix",
             "bob@localhost/slix",
             PASSWORD,
@@ -75,18 +82,14 @@ fn tokio_xmpp_chat_binary() -> std::path::PathBuf {
 
 #[test]
 fn slixmpp_and_tokio_xmpp_exchange_messages_with_each_other() {
-    let server = TestServer::default_config();
-    server.adduser("alice@localhost");
-    server.adduser("bob@localhost");
-    let port = server.c2s.port().to_string();
-    let cert = server.cert_path();
+    let (server, [host, port, cert]) = server_for_alice_and_bob();
     let binary = tokio_xmpp_chat_binary();
     let stdout = run_python(
         "slixmpp_tokio_xmpp.py",
         &[
-            "127.0.0.1",
+            &host,
             &port,
-            cert.to_str().expect("utf-8"),
+            &cert,
             binary.to_str().expect("utf-8"),
             PASSWORD,
         ],
@@ -110,17 +113,13 @@ fn slixmpp_and_tokio_xmpp_exchange_messages_with_each_other() {
 
 #[test]
 fn slixmpp_and_aioxmpp_users_subscribe_chat_offline_and_see_a_cut_connection() {
-    let server = TestServer::default_config();
-    server.adduser("alice@localhost");
-    server.adduser("bob@localhost");
-    let port = server.c2s.port().to_string();
-    let cert = server.cert_path();
+    let (_server, [host, port, cert]) = server_for_alice_and_bob();
     let stdout = run_python(
         "im_story.py",
         &[
-            "127.0.0.1",
+            &host,
             &port,
-            cert.to_str().expect("utf-8"),
+            &cert,
             "alice@localhost/slix",
             "bob@localhost/aio",
             PASSWORD,

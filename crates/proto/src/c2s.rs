@@ -20,6 +20,7 @@ use crate::sasl::{
     ChannelBindings, Mechanism, SaslFailure, SaslServer, SaslServerConfig, ScramCredentials,
     ScramHash, ServerStep,
 };
+use crate::stream_checks;
 
 /// XEP-0077 in-band registration: the IQ namespace and the stream feature.
 pub const REGISTER_NS: &str = "jabber:iq:register";
@@ -276,47 +277,25 @@ impl C2sServer {
 
     fn on_header(&mut self, header: StreamHeader, out: &mut Vec<Action>) {
         if self.state != State::AwaitingHeader {
-            self.fail(
-                StreamError::with_text(
-                    StreamErrorCondition::NotWellFormed,
-                    "a stream header inside the stream",
-                ),
-                out,
-            );
+            self.fail(stream_checks::header_inside_stream(), out);
             return;
         }
-        if header.name != "stream" || header.ns != STREAM_NS {
-            self.fail(
-                StreamError::new(StreamErrorCondition::InvalidNamespace),
-                out,
-            );
+        if let Err(error) = stream_checks::check_namespaces(&header, ns::CLIENT) {
+            self.fail(error, out);
             return;
         }
-        if header.default_ns.as_deref() != Some(ns::CLIENT) {
-            self.fail(
-                StreamError::new(StreamErrorCondition::InvalidNamespace),
-                out,
-            );
-            return;
-        }
-        let to = header.attr("to").and_then(|to| Jid::parse(to).ok());
-        let served = to.filter(|jid| {
-            jid.node().is_none()
-                && jid.resource().is_none()
-                && self.config.domains.iter().any(|d| d == jid.domain())
-        });
+        let served = stream_checks::addressed_domain(&header)
+            .filter(|domain| self.config.domains.contains(domain));
         let Some(to) = served else {
             self.fail(StreamError::new(StreamErrorCondition::HostUnknown), out);
             return;
         };
         // A restarted stream must stay on the domain negotiated first.
-        if let Some(domain) = &self.domain {
-            if domain != to.domain() {
-                self.fail(StreamError::new(StreamErrorCondition::HostUnknown), out);
-                return;
-            }
+        if self.domain.as_ref().is_some_and(|domain| *domain != to) {
+            self.fail(StreamError::new(StreamErrorCondition::HostUnknown), out);
+            return;
         }
-        self.domain = Some(to.domain().to_string());
+        self.domain = Some(to.clone());
         if !version_supported(header.attr("version")) {
             self.fail(
                 StreamError::new(StreamErrorCondition::UnsupportedVersion),
@@ -329,7 +308,7 @@ impl C2sServer {
             .and_then(|from| Jid::parse(from).ok())
             .map(|jid| jid.to_string());
         let lang = header.attr("xml:lang").map(str::to_string);
-        let mut reply = stream_header(to.domain(), client_from.as_deref(), lang.as_deref());
+        let mut reply = stream_header(&to, client_from.as_deref(), lang.as_deref());
         self.header_sent = true;
         reply.push_str(&self.features().to_xml(ns::CLIENT));
         out.push(Action::Send(reply));

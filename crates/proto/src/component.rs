@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 use crate::error::{StreamError, StreamErrorCondition};
 use crate::jid::Jid;
 use crate::ns;
+use crate::stream_checks;
 
 pub const COMPONENT_ACCEPT_NS: &str = "jabber:component:accept";
 
@@ -159,31 +160,14 @@ impl ComponentServer {
 
     fn on_header(&mut self, header: StreamHeader, out: &mut Vec<Action>) {
         if self.state != State::AwaitingHeader {
-            self.fail(
-                StreamError::with_text(
-                    StreamErrorCondition::NotWellFormed,
-                    "a stream header inside the stream",
-                ),
-                out,
-            );
+            self.fail(stream_checks::header_inside_stream(), out);
             return;
         }
-        if header.name != "stream"
-            || header.ns != STREAM_NS
-            || header.default_ns.as_deref() != Some(COMPONENT_ACCEPT_NS)
-        {
-            self.fail(
-                StreamError::new(StreamErrorCondition::InvalidNamespace),
-                out,
-            );
+        if let Err(error) = stream_checks::check_namespaces(&header, COMPONENT_ACCEPT_NS) {
+            self.fail(error, out);
             return;
         }
-        // The domain is normalized as a JID so the configured name matches any spelling.
-        let domain = header
-            .attr("to")
-            .and_then(|to| Jid::parse(to).ok())
-            .filter(|jid| jid.node().is_none() && jid.resource().is_none())
-            .map(|jid| jid.domain().to_string())
+        let domain = stream_checks::addressed_domain(&header)
             .filter(|domain| self.config.secrets.contains_key(domain));
         let Some(domain) = domain else {
             self.fail(StreamError::new(StreamErrorCondition::HostUnknown), out);

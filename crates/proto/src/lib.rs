@@ -9,5 +9,6 @@ pub mod jid;
 pub mod ns;
 pub mod roster;
 pub mod sasl;
+pub mod stream_checks;
 
 pub use jid::{Jid, JidError};

@@ -136,6 +136,8 @@ impl Connection {
     async fn run(&mut self) {
         let deadline = Instant::now() + self.shared.config.negotiation_timeout();
         let mut events = Vec::new();
+        // The quiet timer is re-armed from `last_read` only when it fires, so
+        // reads never touch the timer wheel.
         let mut last_read = Instant::now();
         let quiet = tokio::time::sleep(QUIET_AFTER);
         tokio::pin!(quiet);

@@ -11,15 +11,18 @@
 //! created through the admin URL and dropped at the end.
 
 use std::error::Error;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use starling_proto::datetime::format_datetime;
 use starling_proto::sasl::{ScramCredentials, ScramHash};
 use starling_store::{AccountStore, OfflineOutcome, OfflineStore, Store};
 use tokio::sync::Barrier;
+
+#[path = "../tests/support/scratch_postgres.rs"]
+mod scratch_postgres;
+
+use scratch_postgres::ScratchDatabase;
 
 const USAGE: &str = "usage: offline_writes [--messages N] [--writers W] \
                      [--backend sqlite|postgres|both] [--postgres-url URL]";
@@ -123,39 +126,10 @@ async fn bench_sqlite(options: &Options) -> Result<Report, BoxError> {
 }
 
 async fn bench_postgres(options: &Options) -> Result<Report, BoxError> {
-    let admin = &options.postgres_url;
-    // RandomState is seeded randomly per instance: a unique name without a rand crate.
-    let name = format!("starling_bench_{:016x}", RandomState::new().hash_one(0u8));
-    let mut conn = PgConnection::connect(admin).await?;
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await?;
-    let outcome = run(&with_database(admin, &name), options).await;
-    // FORCE: a failed run may leave pool connections behind.
-    sqlx::raw_sql(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut conn)
-    .await?;
-    conn.close().await?;
+    let database = ScratchDatabase::create(&options.postgres_url, "starling_bench").await?;
+    let outcome = run(&database.url, options).await;
+    database.drop().await?;
     outcome
-}
-
-/// `admin` with its database name replaced by `name`.
-fn with_database(admin: &str, name: &str) -> String {
-    let (base, query) = admin
-        .split_once('?')
-        .map_or((admin, None), |(b, q)| (b, Some(q)));
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let path = base[authority..]
-        .find('/')
-        .map_or(base.len(), |i| authority + i);
-    let mut url = format!("{}/{name}", &base[..path]);
-    if let Some(query) = query {
-        url.push('?');
-        url.push_str(query);
-    }
-    url
 }
 
 /// Opens the store the way the server does (default pool settings), creates the

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::hash::{BuildHasher, RandomState};
 
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row, SqliteConnection};
 use starling_proto::sasl::{ScramCredentials, ScramHash};
@@ -14,6 +13,11 @@ use starling_store::{
     Subscription, VcardStore,
 };
 use tempfile::TempDir;
+
+#[path = "support/scratch_postgres.rs"]
+mod scratch_postgres;
+
+use scratch_postgres::ScratchDatabase;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
@@ -104,29 +108,12 @@ impl TestDb {
 struct Provisioned {
     db: TestDb,
     _dir: Option<TempDir>,
-    postgres: Option<(String, String)>,
+    postgres: Option<ScratchDatabase>,
 }
 
 fn postgres_admin_url() -> String {
     std::env::var("STARLING_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// `admin` with its database name replaced by `name`.
-fn with_database(admin: &str, name: &str) -> String {
-    let (base, query) = admin
-        .split_once('?')
-        .map_or((admin, None), |(b, q)| (b, Some(q)));
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let path = base[authority..]
-        .find('/')
-        .map_or(base.len(), |i| authority + i);
-    let mut url = format!("{}/{name}", &base[..path]);
-    if let Some(query) = query {
-        url.push('?');
-        url.push_str(query);
-    }
-    url
 }
 
 async fn provision(backend: Backend) -> Provisioned {
@@ -142,38 +129,24 @@ async fn provision(backend: Backend) -> Provisioned {
         }
         Backend::Postgres => {
             let admin = postgres_admin_url();
-            // RandomState is seeded randomly per instance: a unique name without a rand crate.
-            let name = format!("starling_test_{:016x}", RandomState::new().hash_one(0u8));
-            let mut conn = PgConnection::connect(&admin)
+            let database = ScratchDatabase::create(&admin, "starling_test")
                 .await
                 .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is required: {e}"));
-            sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut conn)
-                .await
-                .unwrap();
-            conn.close().await.unwrap();
             Provisioned {
                 db: TestDb {
                     backend,
-                    url: with_database(&admin, &name),
+                    url: database.url.clone(),
                 },
                 _dir: None,
-                postgres: Some((admin, name)),
+                postgres: Some(database),
             }
         }
     }
 }
 
 async fn release(provisioned: Provisioned) {
-    if let Some((admin, name)) = provisioned.postgres {
-        let mut conn = PgConnection::connect(&admin).await.unwrap();
-        // FORCE: a panicking test may leave pool connections behind.
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    if let Some(database) = provisioned.postgres {
+        database.drop().await.unwrap();
     }
 }
 

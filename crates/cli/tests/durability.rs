@@ -10,13 +10,12 @@ use std::collections::BTreeSet;
 use common::*;
 use starling_xml::Element;
 
-const ROSTER: &str = "jabber:iq:roster";
 const WRITES: u32 = 300;
 const ACKNOWLEDGED_BEFORE_KILL: usize = 100;
 
 fn roster_set(n: u32) -> String {
     format!(
-        "<iq type='set' id='w{n}'><query xmlns='{ROSTER}'>\
+        "<iq type='set' id='w{n}'><query xmlns='{ROSTER_NS}'>\
          <item jid='contact{n}@example.net' name='Contact {n}'/></query></iq>"
     )
 }
@@ -75,13 +74,7 @@ async fn kill_9_under_write_load_loses_no_acknowledged_roster_write() {
     let server = server.restart_after_sigkill();
 
     let mut alice = Client::login(&server, "alice", "reader").await;
-    let roster = alice
-        .expect_result(
-            &format!("<iq type='get' id='r'><query xmlns='{ROSTER}'/></iq>"),
-            "r",
-        )
-        .await;
-    let query = roster.child("query", ROSTER).expect("a full roster");
+    let query = alice.roster().await;
     let mut stored = BTreeSet::new();
     for item in query.elements() {
         let n = stored_contact(item).unwrap_or_else(|problem| panic!("{problem}"));

@@ -14,7 +14,6 @@ use common::*;
 use starling_proto::datetime::parse_datetime;
 use starling_xml::Element;
 
-const ROSTER: &str = "jabber:iq:roster";
 const BLOCKING: &str = "urn:xmpp:blocking";
 const BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
 const DELAY: &str = "urn:xmpp:delay";
@@ -66,7 +65,7 @@ fn error_condition(stanza: &Element) -> Option<String> {
 }
 
 fn is_roster_push(e: &Element) -> bool {
-    e.name == "iq" && e.attr("type") == Some("set") && e.child("query", ROSTER).is_some()
+    e.name == "iq" && e.attr("type") == Some("set") && e.child("query", ROSTER_NS).is_some()
 }
 
 /// The items of the roster pushes among `elements`, in order, after checking each
@@ -82,7 +81,7 @@ fn pushed_items(elements: &[Element], account: &str) -> Vec<Element> {
                 "push from the account itself: {}",
                 xml(push)
             );
-            let query = push.child("query", ROSTER).expect("query");
+            let query = push.child("query", ROSTER_NS).expect("query");
             let items: Vec<&Element> = query.elements().collect();
             assert_eq!(items.len(), 1, "a push carries one item: {}", xml(push));
             items[0].clone()
@@ -95,7 +94,7 @@ fn push_versions(elements: &[Element]) -> Vec<String> {
         .iter()
         .filter(|e| is_roster_push(e))
         .map(|p| {
-            p.child("query", ROSTER)
+            p.child("query", ROSTER_NS)
                 .and_then(|q| q.attr("ver"))
                 .expect("a versioned push")
                 .to_string()
@@ -105,7 +104,7 @@ fn push_versions(elements: &[Element]) -> Vec<String> {
 
 fn groups(item: &Element) -> Vec<String> {
     item.elements()
-        .filter(|e| e.is("group", ROSTER))
+        .filter(|e| e.is("group", ROSTER_NS))
         .map(Element::text)
         .collect()
 }
@@ -130,17 +129,17 @@ fn body(e: &Element) -> String {
 async fn roster_get(client: &mut Client, id: &str) -> Element {
     let received = exchange(
         client,
-        &format!("<iq type='get' id='{id}'><query xmlns='{ROSTER}'/></iq>"),
+        &format!("<iq type='get' id='{id}'><query xmlns='{ROSTER_NS}'/></iq>"),
     )
     .await;
     assert_result(&received, id)
-        .child("query", ROSTER)
+        .child("query", ROSTER_NS)
         .expect("a full roster")
         .clone()
 }
 
 fn roster_set(id: &str, item: &str) -> String {
-    format!("<iq type='set' id='{id}'><query xmlns='{ROSTER}'>{item}</query></iq>")
+    format!("<iq type='set' id='{id}'><query xmlns='{ROSTER_NS}'>{item}</query></iq>")
 }
 
 /// Send initial (or updated) presence and return what came back with it.
@@ -366,7 +365,7 @@ async fn roster_get_with_a_version_returns_only_the_changes_since() {
     // The current version: an empty result and nothing else (§2.6.3).
     let received = exchange(
         &mut alice,
-        &format!("<iq type='get' id='v2'><query xmlns='{ROSTER}' ver='{v2}'/></iq>"),
+        &format!("<iq type='get' id='v2'><query xmlns='{ROSTER_NS}' ver='{v2}'/></iq>"),
     )
     .await;
     let result = assert_result(&received, "v2");
@@ -387,7 +386,7 @@ async fn roster_get_with_a_version_returns_only_the_changes_since() {
     other.drain().await;
     let received = exchange(
         &mut alice,
-        &format!("<iq type='get' id='v1'><query xmlns='{ROSTER}' ver='{v1}'/></iq>"),
+        &format!("<iq type='get' id='v1'><query xmlns='{ROSTER_NS}' ver='{v1}'/></iq>"),
     )
     .await;
     let result = assert_result(&received, "v1");
@@ -447,11 +446,11 @@ async fn roster_get_with_a_version_returns_only_the_changes_since() {
     for (id, ver) in [("vf", "999999999"), ("vx", "not-a-version")] {
         let received = exchange(
             &mut alice,
-            &format!("<iq type='get' id='{id}'><query xmlns='{ROSTER}' ver='{ver}'/></iq>"),
+            &format!("<iq type='get' id='{id}'><query xmlns='{ROSTER_NS}' ver='{ver}'/></iq>"),
         )
         .await;
         let result = assert_result(&received, id);
-        let query = result.child("query", ROSTER).expect("the full roster");
+        let query = result.child("query", ROSTER_NS).expect("the full roster");
         assert_eq!(query.attr("ver"), Some(v3.as_str()));
         let jids: Vec<&str> = query.elements().filter_map(|i| i.attr("jid")).collect();
         assert_eq!(jids, ["dave@localhost"]);

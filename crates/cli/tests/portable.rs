@@ -13,7 +13,6 @@ use starling_proto::sasl::Mechanism;
 
 const VCARD: &str = "vcard-temp";
 const PRIVATE: &str = "jabber:iq:private";
-const ROSTER: &str = "jabber:iq:roster";
 
 /// A PostgreSQL database of the test's own, dropped at the end.
 struct PostgresDb {
@@ -153,18 +152,10 @@ async fn sqlite_export_imported_into_postgres_exports_the_same_file_and_serves_t
 
     // The imported accounts log in with their old passwords and find their data.
     let mut alice = Client::login(&postgres, "alice", "laptop").await;
-    let roster = alice
-        .expect_result(
-            &format!("<iq type='get' id='r'><query xmlns='{ROSTER}'/></iq>"),
-            "r",
-        )
-        .await;
+    let roster = alice.roster().await;
     let bob = roster
-        .child("query", ROSTER)
-        .and_then(|q| {
-            q.elements()
-                .find(|i| i.attr("jid") == Some("bob@localhost"))
-        })
+        .elements()
+        .find(|i| i.attr("jid") == Some("bob@localhost"))
         .expect("bob on the roster")
         .clone();
     assert_eq!(bob.attr("subscription"), Some("to"));
@@ -339,21 +330,16 @@ async fn files_exported_by_prosody_import_with_roster_requests_vcard_and_private
 
     let mut alice =
         Client::login_with(&server, "alice", "pie.test", "laptop", Mechanism::ScramSha1).await;
-    let roster = alice
-        .expect_result(
-            &format!("<iq type='get' id='r'><query xmlns='{ROSTER}'/></iq>"),
-            "r",
-        )
-        .await;
+    let roster = alice.roster().await;
     let bob = roster
-        .child("query", ROSTER)
-        .and_then(|q| q.elements().find(|i| i.attr("jid") == Some("bob@pie.test")))
+        .elements()
+        .find(|i| i.attr("jid") == Some("bob@pie.test"))
         .expect("bob on alice's roster")
         .clone();
     assert_eq!(bob.attr("subscription"), Some("both"));
     assert_eq!(bob.attr("name"), Some("Bob"));
     assert_eq!(
-        bob.child("group", ROSTER).map(|g| g.text()).as_deref(),
+        bob.child("group", ROSTER_NS).map(|g| g.text()).as_deref(),
         Some("Friends")
     );
     let vcard = alice

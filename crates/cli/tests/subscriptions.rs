@@ -11,8 +11,6 @@ use common::*;
 use starling_proto::roster::{inbound, outbound, SubscriptionKind, SubscriptionState};
 use starling_xml::Element;
 
-const ROSTER_NS: &str = "jabber:iq:roster";
-
 const STATES: [SubscriptionState; 9] = [
     SubscriptionState::None,
     SubscriptionState::NoneOut,
@@ -57,14 +55,7 @@ async fn send_subscription(from: &mut Client, to: &str, kind: SubscriptionKind) 
 }
 
 async fn roster_item(client: &mut Client, contact: &str) -> Option<Shown> {
-    let id = format!("roster-{}", rand_id());
-    client
-        .send(&format!(
-            "<iq type='get' id='{id}'><query xmlns='{ROSTER_NS}'/></iq>"
-        ))
-        .await;
-    let result = client.wait_for(|e| e.attr("id") == Some(id.as_str())).await;
-    let query = result.child("query", ROSTER_NS).expect("roster query");
+    let query = client.roster().await;
     let item = query
         .elements()
         .find(|item| item.attr("jid") == Some(contact))

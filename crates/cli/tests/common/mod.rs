@@ -22,6 +22,7 @@ pub const STANZAS_NS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 pub const SASL_NS: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 pub const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 pub const BIND_NS: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+pub const ROSTER_NS: &str = "jabber:iq:roster";
 pub const PASSWORD: &str = "correct horse battery staple";
 /// How long any single wait in a test may take before it fails.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
@@ -512,6 +513,17 @@ impl Client {
             reply.to_xml(CLIENT_NS)
         );
         reply
+    }
+
+    /// The full roster (RFC 6121 §2.1.3): the result's `<query/>`.
+    pub async fn roster(&mut self) -> Element {
+        let id = rand_id();
+        let get = format!("<iq type='get' id='{id}'><query xmlns='{ROSTER_NS}'/></iq>");
+        let result = self.expect_result(&get, &id).await;
+        result
+            .child("query", ROSTER_NS)
+            .expect("a full roster")
+            .clone()
     }
 
     /// A ping round trip to the server: proves the session still works.

@@ -6,6 +6,10 @@ use std::process::ExitCode;
 
 mod bulk;
 
+// jemalloc returns idle sessions' memory better than glibc malloc (bench/compare idle).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use clap::{Parser, Subcommand};
 use starling_proto::sasl::{ScramCredentials, ScramHash};
 use starling_proto::Jid;
@@ -278,6 +282,12 @@ async fn serve(config: Config) -> Result<(), String> {
     // Tests and scripts read these lines to find the ports; c2s comes last.
     for addr in &server.component_addrs {
         println!("components listening on {addr}");
+    }
+    for addr in &server.s2s_addrs {
+        println!("s2s listening on {addr}");
+    }
+    for addr in &server.s2s_direct_tls_addrs {
+        println!("s2s direct TLS listening on {addr}");
     }
     for addr in &server.c2s_addrs {
         println!("c2s listening on {addr}");

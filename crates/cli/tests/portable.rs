@@ -309,7 +309,8 @@ async fn files_exported_by_prosody_import_with_roster_requests_vcard_and_private
         format!(
             "domains = [\"localhost\", \"pie.test\"]\ndata_dir = \"{}\"\n\
              [c2s]\nlisten = [\"127.0.0.1:0\"]\ndirect_tls_listen = [\"127.0.0.1:0\"]\n\
-             [auth]\nmechanisms = [\"SCRAM-SHA-1\", \"SCRAM-SHA-1-PLUS\", \"PLAIN\"]\n",
+             [auth]\nmechanisms = [\"SCRAM-SHA-1\", \"SCRAM-SHA-1-PLUS\", \"PLAIN\"]\n\
+             [s2s]\nlisten = []\n",
             dir.path().join("data").display()
         ),
     )

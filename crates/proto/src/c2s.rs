@@ -842,7 +842,7 @@ pub fn stream_header(domain: &str, to: Option<&str>, lang: Option<&str>) -> Stri
     header
 }
 
-fn escape_attr(value: &str) -> String {
+pub(crate) fn escape_attr(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {

@@ -270,7 +270,7 @@ pub fn to_component_ns(mut stanza: Element) -> Element {
 
 /// The stanza and its descendants in namespace `from` move to `to`; payloads in
 /// their own namespaces are left as they are.
-fn rename_ns(element: &mut Element, from: &str, to: &str) {
+pub(crate) fn rename_ns(element: &mut Element, from: &str, to: &str) {
     if element.ns == from {
         element.ns = to.to_string();
     }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod jid;
 pub mod ns;
 pub mod roster;
+pub mod s2s;
 pub mod sasl;
 pub mod stream_checks;
 

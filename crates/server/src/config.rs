@@ -1,6 +1,7 @@
 //! The one TOML configuration file. Every option has a safe default; `config.example.toml`
 //! at the repository root documents them all.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,6 +26,75 @@ pub struct Config {
     pub limits: LimitsSection,
     pub auth: AuthSection,
     pub components: ComponentsSection,
+    pub s2s: S2sSection,
+}
+
+/// Federation with other servers (RFC 6120 server-to-server streams).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S2sSection {
+    /// Off: stanzas for other domains bounce with `remote-server-not-found`.
+    pub enabled: bool,
+    /// STARTTLS listeners for other servers (port 5269 by convention).
+    pub listen: Vec<SocketAddr>,
+    /// Direct TLS listeners (XEP-0368, port 5270 by convention).
+    pub direct_tls_listen: Vec<SocketAddr>,
+    /// Nothing but STARTTLS before a server stream is encrypted.
+    pub tls_required: bool,
+    /// How peers prove who they are: "certificates" (a certificate valid for the
+    /// domain) or "dialback" (a valid certificate, else Server Dialback).
+    pub authentication: S2sAuthentication,
+    /// PEM files of CAs trusted for peer certificates besides the system's.
+    pub ca_files: Vec<PathBuf>,
+    /// Seconds a stanza may wait for its connection before it bounces with
+    /// `remote-server-timeout`.
+    pub connect_timeout_secs: u64,
+    /// Seconds without traffic after which a server connection is closed.
+    pub idle_timeout_secs: u64,
+    /// Stanzas queued for one remote domain; beyond it they bounce.
+    pub outbound_queue: usize,
+    /// Where to connect for a domain, instead of DNS: domain → "host:port".
+    pub hosts: HashMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum S2sAuthentication {
+    Certificates,
+    Dialback,
+}
+
+impl Default for S2sSection {
+    fn default() -> Self {
+        S2sSection {
+            enabled: true,
+            listen: vec!["0.0.0.0:5269".parse().expect("literal address")],
+            direct_tls_listen: Vec::new(),
+            tls_required: true,
+            authentication: S2sAuthentication::Dialback,
+            ca_files: Vec::new(),
+            connect_timeout_secs: 30,
+            idle_timeout_secs: 600,
+            outbound_queue: 4096,
+            hosts: HashMap::new(),
+        }
+    }
+}
+
+impl S2sSection {
+    /// The configured connection point for `domain`, split into host and port.
+    pub fn host_override(&self, domain: &str) -> Option<(String, u16)> {
+        self.hosts
+            .get(domain)
+            .and_then(|target| split_host_port(target))
+    }
+}
+
+fn split_host_port(target: &str) -> Option<(String, u16)> {
+    let (host, port) = target.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = port.parse().ok()?;
+    (!host.is_empty()).then(|| (host.to_string(), port))
 }
 
 /// External components (XEP-0114): transports and other services on their own domains.
@@ -102,6 +172,15 @@ pub struct TlsSection {
     /// generated in `data_dir/tls` on first start.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// Certificates of particular hosted domains, chosen by SNI: domain → files.
+    pub certificates: HashMap<String, CertificatePaths>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificatePaths {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,6 +224,7 @@ impl Default for Config {
             limits: LimitsSection::default(),
             auth: AuthSection::default(),
             components: ComponentsSection::default(),
+            s2s: S2sSection::default(),
         }
     }
 }
@@ -273,6 +353,45 @@ impl Config {
             if component.secret.is_empty() {
                 error("secret", "a component secret must not be empty".into());
             }
+        }
+        let mut hosts = HashMap::new();
+        for (written, target) in &self.s2s.hosts {
+            let key = format!("{written:?}");
+            let domain = match prepare_domain(written) {
+                Ok(d) => d,
+                Err(e) => {
+                    error(&key, format!("invalid domain {written:?}: {e}"));
+                    continue;
+                }
+            };
+            if split_host_port(target).is_none() {
+                error(&key, format!("{domain}: {target:?} is not \"host:port\""));
+            }
+            hosts.insert(domain, target.clone());
+        }
+        self.s2s.hosts = hosts;
+        let mut certificates = HashMap::new();
+        for (domain, paths) in &self.tls.certificates {
+            match prepare_domain(domain) {
+                Ok(d) if self.domains.contains(&d) => {
+                    certificates.insert(d, paths.clone());
+                }
+                Ok(d) => error(
+                    "certificates",
+                    format!("a certificate for {d:?}, which is not a served domain"),
+                ),
+                Err(e) => error("certificates", format!("invalid domain {domain:?}: {e}")),
+            }
+        }
+        self.tls.certificates = certificates;
+        if self.s2s.connect_timeout_secs == 0 || self.s2s.idle_timeout_secs == 0 {
+            error(
+                "connect_timeout_secs",
+                "s2s connect_timeout_secs and idle_timeout_secs must be at least 1".into(),
+            );
+        }
+        if self.s2s.outbound_queue == 0 {
+            error("outbound_queue", "outbound_queue must be at least 1".into());
         }
         for name in &self.auth.mechanisms {
             if Mechanism::from_name(name).is_none() {
@@ -435,6 +554,26 @@ mod tests {
         let errors = Config::parse(text).expect_err("three problems");
         let lines: Vec<_> = errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![Some(1), Some(3), Some(4)]);
+    }
+
+    #[test]
+    fn s2s_host_overrides_are_parsed_and_checked() {
+        let config = Config::parse(
+            "[s2s]\nauthentication = \"certificates\"\n[s2s.hosts]\n\"B.example\" = \"127.0.0.3:5269\"\n\"c.example\" = \"[::1]:5270\"\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            config.s2s.host_override("b.example"),
+            Some(("127.0.0.3".into(), 5269))
+        );
+        assert_eq!(
+            config.s2s.host_override("c.example"),
+            Some(("::1".into(), 5270))
+        );
+        assert_eq!(config.s2s.authentication, S2sAuthentication::Certificates);
+        let errors =
+            Config::parse("[s2s.hosts]\n\"b.example\" = \"nowhere\"\n").expect_err("no port");
+        assert_eq!(errors[0].line, Some(2));
     }
 
     #[test]

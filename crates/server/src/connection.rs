@@ -1,80 +1,25 @@
 //! The tokio shell around one client connection: reads bytes, feeds the parser and
 //! the sans-IO `C2sServer`, carries out its actions, and writes what the router queues.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use starling_proto::c2s::{Action, C2sServer, Input, RegistrationError};
 use starling_proto::error::{StreamError, StreamErrorCondition};
 use starling_proto::sasl::{ChannelBindings, SaslError};
 use starling_proto::{ns, Jid};
 use starling_store::{AccountStore, StoreError};
-use starling_xml::{Limits, StreamEvent, StreamParser, XmlError};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use starling_xml::{Limits, StreamParser};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::modules::register::scram_credentials;
 use crate::presence::SessionChange;
 use crate::sessions::{Outbound, SessionInbox};
+use crate::transport::{read_and_parse, Transport};
 use crate::Shared;
-
-/// The socket before and after STARTTLS.
-enum Transport {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Only while the TLS handshake owns the socket.
-    Upgrading,
-}
-
-impl AsyncRead for Transport {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Transport::Tls(s) => Pin::new(s).poll_read(cx, buf),
-            Transport::Upgrading => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
-        }
-    }
-}
-
-impl AsyncWrite for Transport {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Transport::Tls(s) => Pin::new(s).poll_write(cx, buf),
-            Transport::Upgrading => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
-            Transport::Tls(s) => Pin::new(s).poll_flush(cx),
-            Transport::Upgrading => Poll::Ready(Ok(())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Transport::Tls(s) => Pin::new(s).poll_shutdown(cx),
-            Transport::Upgrading => Poll::Ready(Ok(())),
-        }
-    }
-}
 
 struct Connection {
     shared: Arc<Shared>,
@@ -97,7 +42,7 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, direct_tls: bool) {
         match Box::pin(handshake).await {
             Ok(Ok(tls)) => {
                 let bindings = shared.tls.channel_bindings(tls.get_ref().1);
-                (Transport::Tls(Box::new(tls)), Some(bindings))
+                (Transport::Server(Box::new(tls)), Some(bindings))
             }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "direct TLS handshake failed");
@@ -406,7 +351,7 @@ impl Connection {
         match handshake.await {
             Ok(Ok(tls)) => {
                 let bindings = self.shared.tls.channel_bindings(tls.get_ref().1);
-                self.transport = Transport::Tls(Box::new(tls));
+                self.transport = Transport::Server(Box::new(tls));
                 Some(bindings)
             }
             Ok(Err(e)) => {
@@ -418,20 +363,13 @@ impl Connection {
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        if self.write_buf.is_empty() {
-            return Ok(());
-        }
-        let write = async {
-            self.transport.write_all(self.write_buf.as_bytes()).await?;
-            self.transport.flush().await
-        };
-        let result = tokio::time::timeout(self.shared.config.write_timeout(), write).await;
-        self.write_buf.clear();
+        let timeout = self.shared.config.write_timeout();
+        let result = self.transport.write_out(&mut self.write_buf, timeout).await;
         // Most connections are idle most of the time: a burst's buffer is not kept.
         if self.write_buf.capacity() > KEPT_WRITE_CAPACITY {
             self.write_buf.shrink_to(KEPT_WRITE_CAPACITY);
         }
-        result.map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+        result
     }
 }
 
@@ -442,36 +380,6 @@ const QUIET_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Write buffer capacity kept after a flush: a few ordinary stanzas.
 const KEPT_WRITE_CAPACITY: usize = 2048;
-
-/// Received bytes are read into this buffer, shared by all connections of a
-/// thread, and parsed before the read returns: an idle connection holds no
-/// read buffer of its own.
-const READ_BYTES: usize = 16 * 1024;
-
-thread_local! {
-    static READ_BUFFER: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_BYTES].into_boxed_slice());
-}
-
-/// Waits for received bytes and feeds them to `parser`, appending to `events`.
-/// `None` when the connection closed or failed.
-async fn read_and_parse(
-    transport: &mut Transport,
-    parser: &mut StreamParser,
-    events: &mut Vec<StreamEvent>,
-) -> Option<Result<(), XmlError>> {
-    std::future::poll_fn(|cx| {
-        READ_BUFFER.with_borrow_mut(|buffer| {
-            let mut read = ReadBuf::new(buffer);
-            match Pin::new(&mut *transport).poll_read(cx, &mut read) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(Err(_)) => Poll::Ready(None),
-                Poll::Ready(Ok(())) if read.filled().is_empty() => Poll::Ready(None),
-                Poll::Ready(Ok(())) => Poll::Ready(Some(parser.feed(read.filled(), events))),
-            }
-        })
-    })
-    .await
-}
 
 /// Buffered output is written once it reaches this size, even mid-batch.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;

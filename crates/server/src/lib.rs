@@ -11,8 +11,10 @@ mod offline;
 pub mod portable;
 mod presence;
 pub mod router;
+pub mod s2s;
 pub mod sessions;
 pub mod tls;
+mod transport;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -32,6 +34,7 @@ use crate::modules::{ModuleContext, Modules};
 use crate::offline::Offline;
 use crate::presence::Presence;
 use crate::router::Router;
+use crate::s2s::S2s;
 use crate::sessions::SessionTable;
 use crate::tls::TlsSetup;
 
@@ -64,6 +67,8 @@ pub struct Server {
     pub c2s_addrs: Vec<SocketAddr>,
     pub direct_tls_addrs: Vec<SocketAddr>,
     pub component_addrs: Vec<SocketAddr>,
+    pub s2s_addrs: Vec<SocketAddr>,
+    pub s2s_direct_tls_addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -83,7 +88,7 @@ impl Server {
             mechanisms: config.mechanisms(),
             max_auth_failures: config.auth.max_failures,
             auth_failure_delay: Duration::from_millis(config.auth.failure_delay_ms),
-            secret,
+            secret: secret.clone(),
             default_iterations: config.auth.scram_iterations,
             // RFC 6121 §2.6 roster versioning and §3.4 subscription pre-approval.
             session_features: vec![
@@ -106,14 +111,21 @@ impl Server {
             config.c2s.outbound_queue,
         ));
         let blocking = Arc::new(Blocking::new(store.clone()));
+        let local_domains = config
+            .domains
+            .iter()
+            .chain(config.components.hosted.iter().map(|c| &c.domain))
+            .cloned()
+            .collect();
+        let s2s = Arc::new(S2s::new(config.s2s.clone(), local_domains, secret.clone()));
         let presence = Arc::new(Presence::new(
             config.domains.clone(),
             store.clone(),
             sessions.clone(),
             components.clone(),
+            s2s.clone(),
             blocking.clone(),
-            config.limits.max_roster_items,
-            config.limits.max_roster_text,
+            &config.limits,
         ));
         let offline = Arc::new(Offline::new(
             store.clone(),
@@ -137,6 +149,7 @@ impl Server {
             presence,
             offline,
             blocking,
+            s2s: s2s.clone(),
         };
         let limits = ConnectionLimits::new(
             config.limits.max_connections,
@@ -154,6 +167,21 @@ impl Server {
                 .await
                 .map_err(|e| StartError::Bind(addr, e))?;
             listeners.push((listener, direct));
+        }
+        let mut s2s_listeners = Vec::new();
+        if config.s2s.enabled {
+            for (addr, direct) in config
+                .s2s
+                .listen
+                .iter()
+                .map(|a| (*a, false))
+                .chain(config.s2s.direct_tls_listen.iter().map(|a| (*a, true)))
+            {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| StartError::Bind(addr, e))?;
+                s2s_listeners.push((listener, direct));
+            }
         }
         // Without hosted components there is nothing to accept.
         let mut component_listeners = Vec::new();
@@ -175,10 +203,13 @@ impl Server {
             router,
             limits,
         });
+        s2s.attach(&shared);
         let mut server = Server {
             c2s_addrs: Vec::new(),
             direct_tls_addrs: Vec::new(),
             component_addrs: Vec::new(),
+            s2s_addrs: Vec::new(),
+            s2s_direct_tls_addrs: Vec::new(),
             shared: shared.clone(),
             tasks: Vec::new(),
         };
@@ -192,6 +223,21 @@ impl Server {
                 server.c2s_addrs.push(addr);
             }
             server.tasks.push(tokio::spawn(listener::accept_loop(
+                shared.clone(),
+                listener,
+                direct,
+            )));
+        }
+        for (listener, direct) in s2s_listeners {
+            let addr = listener
+                .local_addr()
+                .map_err(|e| StartError::Bind(SocketAddr::from(([0, 0, 0, 0], 0)), e))?;
+            if direct {
+                server.s2s_direct_tls_addrs.push(addr);
+            } else {
+                server.s2s_addrs.push(addr);
+            }
+            server.tasks.push(tokio::spawn(s2s::accept_loop(
                 shared.clone(),
                 listener,
                 direct,
@@ -223,7 +269,8 @@ impl Server {
     }
 }
 
-/// The server secret (SCRAM fake salts, later dialback keys) survives restarts.
+/// The server secret (SCRAM fake salts, dialback keys) survives restarts, so keys
+/// issued before a restart still verify after it.
 fn load_or_create_secret(data_dir: &Path) -> Result<Vec<u8>, StartError> {
     let path = data_dir.join("secret");
     let error = |e: std::io::Error| StartError::DataDir(path.display().to_string(), e);

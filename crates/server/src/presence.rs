@@ -21,6 +21,7 @@ use crate::blocking::Blocking;
 use crate::components::ComponentTable;
 use crate::modules::{FollowUp, IqFuture, IqHandler, IqRequest};
 use crate::offline::unix_millis;
+use crate::s2s::S2s;
 use crate::sessions::{SessionHandle, SessionTable};
 
 pub struct Presence {
@@ -28,6 +29,7 @@ pub struct Presence {
     store: Store,
     sessions: Arc<SessionTable>,
     components: Arc<ComponentTable>,
+    s2s: Arc<S2s>,
     blocking: Arc<Blocking>,
     max_roster_items: u64,
     max_roster_text: usize,
@@ -50,18 +52,19 @@ impl Presence {
         store: Store,
         sessions: Arc<SessionTable>,
         components: Arc<ComponentTable>,
+        s2s: Arc<S2s>,
         blocking: Arc<Blocking>,
-        max_roster_items: u64,
-        max_roster_text: usize,
+        limits: &crate::config::LimitsSection,
     ) -> Self {
         Presence {
             domains,
             store,
             sessions,
             components,
+            s2s,
             blocking,
-            max_roster_items,
-            max_roster_text,
+            max_roster_items: limits.max_roster_items,
+            max_roster_text: limits.max_roster_text,
             next_push_id: AtomicU64::new(1),
         }
     }
@@ -310,7 +313,7 @@ impl Presence {
             return;
         }
         match stanza.attr("type") {
-            Some("probe") => self.probe(&to.bare(), &from, &from).await,
+            Some("probe") => self.probe(&from.bare(), &to.bare(), &from).await,
             Some(kind) if SubscriptionKind::from_type(kind).is_some() => {
                 let kind = SubscriptionKind::from_type(kind).expect("checked above");
                 self.inbound_subscription(&to.bare(), &from.bare(), kind, &stanza)
@@ -329,12 +332,14 @@ impl Presence {
     }
 
     /// Deliver presence to a local account, through its blocking and subscription
-    /// rules, or to a connected component, which keeps its own.
+    /// rules, or to a connected component or another server, which keep their own.
     async fn deliver_to(&self, to: &Jid, stanza: Element) {
         if self.is_local_account(to) {
             Box::pin(self.to_account(stanza, to)).await;
         } else if let Some(component) = self.components.connected(to.domain()) {
             component.deliver(stanza);
+        } else if self.s2s.is_remote(to.domain()) {
+            Box::pin(self.s2s.send(stanza)).await;
         }
     }
 

@@ -1,17 +1,21 @@
-//! TLS for client streams: rustls with the aws-lc-rs provider, TLS 1.2 and 1.3 only,
-//! a configured certificate or one generated on first start, and the channel-binding
-//! data SCRAM-*-PLUS needs.
+//! TLS: rustls with the aws-lc-rs provider, TLS 1.2 and 1.3 only, a configured
+//! certificate or one generated on first start, per-domain certificates chosen by
+//! SNI, and the channel-binding data SCRAM-*-PLUS needs.
 
+use std::collections::HashMap;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use starling_proto::sasl::ChannelBindings;
 
 use crate::config::Config;
+use crate::s2s::tls::S2sTls;
 
 /// ALPN protocol name of XMPP client streams over direct TLS (XEP-0368).
 const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";
@@ -21,8 +25,81 @@ pub struct TlsSetup {
     pub starttls: Arc<ServerConfig>,
     /// For direct TLS, with ALPN.
     pub direct: Arc<ServerConfig>,
-    /// `tls-server-end-point` channel binding data (RFC 5929 §4.1) of our leaf certificate.
-    pub server_end_point: Vec<u8>,
+    pub certificates: Arc<Certificates>,
+    pub s2s: S2sTls,
+}
+
+/// A certificate with its private key, as loaded from PEM files.
+pub struct CertificateFiles {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl CertificateFiles {
+    pub fn load(cert: &Path, key: &Path) -> Result<CertificateFiles, TlsError> {
+        Ok(CertificateFiles {
+            chain: load_certs(cert)?,
+            key: load_key(key)?,
+        })
+    }
+}
+
+struct Certificate {
+    certified: Arc<CertifiedKey>,
+    /// `tls-server-end-point` channel binding data (RFC 5929 §4.1) of the leaf.
+    end_point: Vec<u8>,
+}
+
+/// Our certificates: one per hosted domain where configured, chosen by the name
+/// the peer asks for (SNI), and a default for every other name.
+pub struct Certificates {
+    by_domain: HashMap<String, Certificate>,
+    default: Certificate,
+}
+
+impl std::fmt::Debug for Certificates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certificates")
+            .field("domains", &self.by_domain.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Certificates {
+    fn new(
+        default: &CertificateFiles,
+        by_domain: &HashMap<String, CertificateFiles>,
+    ) -> Result<Certificates, TlsError> {
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let load = |files: &CertificateFiles| -> Result<Certificate, TlsError> {
+            let key = provider
+                .key_provider
+                .load_private_key(files.key.clone_key())?;
+            Ok(Certificate {
+                end_point: end_point_hash(&files.chain[0]),
+                certified: Arc::new(CertifiedKey::new(files.chain.clone(), key)),
+            })
+        };
+        let mut loaded = HashMap::new();
+        for (domain, files) in by_domain {
+            loaded.insert(domain.clone(), load(files)?);
+        }
+        Ok(Certificates {
+            by_domain: loaded,
+            default: load(default)?,
+        })
+    }
+
+    fn for_name(&self, name: Option<&str>) -> &Certificate {
+        name.and_then(|name| self.by_domain.get(&name.to_ascii_lowercase()))
+            .unwrap_or(&self.default)
+    }
+}
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.for_name(client_hello.server_name()).certified.clone())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,27 +132,49 @@ impl TlsSetup {
             (Some(cert), Some(key)) => (cert.clone(), key.clone()),
             _ => generate_if_missing(&config.data_dir.join("tls"), &config.domains)?,
         };
-        let chain = load_certs(&cert_path)?;
-        let key = load_key(&key_path)?;
-        TlsSetup::new(chain, key)
+        let default = CertificateFiles::load(&cert_path, &key_path)?;
+        let mut by_domain = HashMap::new();
+        for (domain, files) in &config.tls.certificates {
+            by_domain.insert(
+                domain.clone(),
+                CertificateFiles::load(&files.cert, &files.key)?,
+            );
+        }
+        let roots = crate::s2s::tls::trust_roots(&config.s2s.ca_files)?;
+        // Components' stanzas leave through s2s under their own domains too.
+        let local_domains: Vec<String> = config
+            .domains
+            .iter()
+            .chain(config.components.hosted.iter().map(|c| &c.domain))
+            .cloned()
+            .collect();
+        TlsSetup::new(&default, &by_domain, &local_domains, roots)
     }
 
     pub fn new(
-        chain: Vec<CertificateDer<'static>>,
-        key: PrivateKeyDer<'static>,
+        default: &CertificateFiles,
+        by_domain: &HashMap<String, CertificateFiles>,
+        domains: &[String],
+        roots: rustls::RootCertStore,
     ) -> Result<TlsSetup, TlsError> {
-        let server_end_point = end_point_hash(&chain[0]);
+        let certificates = Arc::new(Certificates::new(default, by_domain)?);
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let starttls = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .with_no_client_auth()
-            .with_single_cert(chain, key)?;
+            .with_cert_resolver(certificates.clone());
         let mut direct = starttls.clone();
         direct.alpn_protocols = vec![ALPN_XMPP_CLIENT.to_vec()];
+        let client_identities = domains
+            .iter()
+            .map(|domain| (domain.clone(), by_domain.get(domain).unwrap_or(default)))
+            .collect();
+        let s2s = S2sTls::new(certificates.clone(), client_identities, roots)?;
         Ok(TlsSetup {
             starttls: Arc::new(starttls),
             direct: Arc::new(direct),
-            server_end_point,
+            certificates,
+            s2s,
         })
     }
 
@@ -92,7 +191,12 @@ impl TlsSetup {
         .flatten();
         ChannelBindings {
             tls_exporter,
-            tls_server_end_point: Some(self.server_end_point.clone()),
+            tls_server_end_point: Some(
+                self.certificates
+                    .for_name(connection.server_name())
+                    .end_point
+                    .clone(),
+            ),
         }
     }
 }
@@ -173,7 +277,7 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
     file.write_all(contents).map_err(io_error(path))
 }
 
-fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let file = std::fs::File::open(path).map_err(io_error(path))?;
     let certs = rustls_pemfile::certs(&mut BufReader::new(file))
         .collect::<Result<Vec<_>, _>>()

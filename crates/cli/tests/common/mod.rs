@@ -50,6 +50,11 @@ pub struct TestServer {
     pub direct_tls: std::net::SocketAddr,
     /// The component listener, when the config hosts components.
     pub components: Option<std::net::SocketAddr>,
+    /// The server-to-server listener, when federation is enabled.
+    pub s2s: Option<std::net::SocketAddr>,
+    /// What clients trust for this server's certificate, when it is not the
+    /// generated one (a test CA).
+    pub trust: Option<PathBuf>,
     child: Child,
 }
 
@@ -66,7 +71,8 @@ impl TestServer {
         let config = format!(
             "domains = [\"localhost\", \"example.test\"]\ndata_dir = \"{}\"\n{extra_top}\n\
              [c2s]\nlisten = [\"127.0.0.1:0\"]\ndirect_tls_listen = [\"127.0.0.1:0\"]\n{extra_c2s}\n\
-             [limits]\n{extra_limits}\n[auth]\nfailure_delay_ms = 10\n{extra_auth}\n",
+             [limits]\n{extra_limits}\n[auth]\nfailure_delay_ms = 10\n{extra_auth}\n\
+             [s2s]\nlisten = [\"127.0.0.1:0\"]\n",
             dir.path().join("data").display()
         );
         std::fs::write(&config_path, config).expect("config written");
@@ -94,6 +100,7 @@ impl TestServer {
         let mut c2s = None;
         let mut direct_tls = None;
         let mut components = None;
+        let mut s2s = None;
         while c2s.is_none() || direct_tls.is_none() {
             let line = lines
                 .next()
@@ -105,6 +112,8 @@ impl TestServer {
                 direct_tls = Some(addr.parse().expect("address"));
             } else if let Some(addr) = line.strip_prefix("components listening on ") {
                 components = Some(addr.parse().expect("address"));
+            } else if let Some(addr) = line.strip_prefix("s2s listening on ") {
+                s2s = Some(addr.parse().expect("address"));
             }
         }
         // Keep draining stdout so the server never blocks on a full pipe.
@@ -115,6 +124,8 @@ impl TestServer {
             c2s: c2s.expect("c2s address"),
             direct_tls: direct_tls.expect("direct TLS address"),
             components,
+            s2s,
+            trust: None,
             child,
         }
     }
@@ -164,7 +175,10 @@ impl TestServer {
     }
 
     pub fn cert_path(&self) -> PathBuf {
-        self.dir.path().join("data").join("tls").join("cert.pem")
+        match &self.trust {
+            Some(trust) => trust.clone(),
+            None => self.dir.path().join("data").join("tls").join("cert.pem"),
+        }
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -339,16 +353,63 @@ impl Client {
     }
 
     pub async fn starttls(&mut self, cert: &Path) {
+        self.starttls_as(cert, "localhost").await;
+    }
+
+    /// STARTTLS expecting a certificate for `name`.
+    pub async fn starttls_as(&mut self, cert: &Path, name: &str) {
         self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
             .await;
         let proceed = self.next_element().await;
         assert!(proceed.is("proceed", TLS_NS), "{proceed:?}");
         let tcp = self.tcp.take().expect("plain connection");
+        let name = ServerName::try_from(name.to_string()).expect("name");
         let tls = tls_connector(cert)
-            .connect(ServerName::try_from("localhost").expect("name"), tcp)
+            .connect(name, tcp)
             .await
             .expect("TLS handshake");
         self.set_tls(tls);
+    }
+
+    /// STARTTLS presenting a client certificate, trusting `ca_pem` for `name`
+    /// (a server-to-server peer).
+    pub async fn starttls_with_client_certificate(
+        &mut self,
+        ca_pem: &str,
+        name: &str,
+        cert_pem: &str,
+        key_pem: &str,
+    ) {
+        use rustls::pki_types::pem::PemObject;
+        self.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await;
+        let proceed = self.next_element().await;
+        assert!(proceed.is("proceed", TLS_NS), "{proceed:?}");
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile_certs(ca_pem.as_bytes()) {
+            roots.add(cert).expect("CA added");
+        }
+        let key =
+            rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("PEM key");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_client_auth_cert(rustls_pemfile_certs(cert_pem.as_bytes()), key)
+            .expect("client certificate");
+        let tcp = self.tcp.take().expect("plain connection");
+        let name = ServerName::try_from(name.to_string()).expect("name");
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake");
+        self.set_tls(tls);
+    }
+
+    /// The next bytes start a new stream (after SASL success on a raw stream).
+    pub fn reset_parser(&mut self) {
+        self.parser.reset();
     }
 
     fn set_tls(&mut self, tls: tokio_rustls::client::TlsStream<TcpStream>) {
@@ -446,7 +507,7 @@ impl Client {
     ) -> Client {
         let mut client = Client::connect(server.c2s).await;
         client.open_stream(domain).await;
-        client.starttls(&server.cert_path()).await;
+        client.starttls_as(&server.cert_path(), domain).await;
         client.open_stream(domain).await;
         let answer = client.authenticate(mechanism, user, PASSWORD).await;
         assert!(
@@ -573,8 +634,11 @@ impl TestServer {
         let placeholder = tempfile::tempdir().expect("temp dir");
         let dir = std::mem::replace(&mut self.dir, placeholder);
         let config_path = self.config_path.clone();
+        let trust = self.trust.take();
         drop(self);
-        TestServer::start_with(dir, config_path)
+        let mut server = TestServer::start_with(dir, config_path);
+        server.trust = trust;
+        server
     }
 
     /// A clean restart: SIGTERM (graceful shutdown), wait for exit, start again.
@@ -601,8 +665,14 @@ impl Client {
     /// holds whatever earlier stanzas caused to be sent to this session.
     pub async fn drain(&mut self) -> Vec<Element> {
         let id = format!("drain-{}", rand_id());
+        let domain = self
+            .jid
+            .as_deref()
+            .and_then(|jid| jid.split(['@', '/']).nth(1))
+            .unwrap_or("localhost")
+            .to_string();
         self.send(&format!(
-            "<iq type='get' id='{id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+            "<iq type='get' id='{id}' to='{domain}'><ping xmlns='urn:xmpp:ping'/></iq>"
         ))
         .await;
         let mut received = Vec::new();

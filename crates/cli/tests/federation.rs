@@ -683,3 +683,104 @@ async fn starling_and_prosody_federate_both_ways_with_dialback() {
     )
     .await;
 }
+
+/// A DNS server the test controls (tests/interop/fake_dns.py), killed on drop.
+struct FakeDns {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl FakeDns {
+    fn start(table: &str) -> FakeDns {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/interop/fake_dns.py"
+        );
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .arg(table)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("fake DNS starts");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("fake DNS prints its port");
+        let port: u16 = line.trim().parse().expect("a port");
+        FakeDns {
+            child,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+}
+
+impl Drop for FakeDns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_server_found_through_srv_records_is_reached_over_direct_tls_first() {
+    let seeker = Peer {
+        domain: "seeker.test",
+        ip: Ipv4Addr::new(127, 0, 0, 20),
+    };
+    let found = Peer {
+        domain: "found.test",
+        ip: Ipv4Addr::new(127, 0, 0, 21),
+    };
+    // Direct TLS (XEP-0368) has the better priority; STARTTLS is the fallback.
+    let dns = FakeDns::start(&format!(
+        r#"{{"SRV": {{"_xmpps-server._tcp.found.test": [[0, 0, 5270, "xmpp.found.test"]],
+                     "_xmpp-server._tcp.found.test": [[10, 0, 5269, "xmpp.found.test"]]}},
+            "A": {{"xmpp.found.test": "{}"}}}}"#,
+        found.ip
+    ));
+    let server_found = start_federated(
+        &found,
+        &[&seeker],
+        Auth::Dialback,
+        None,
+        &format!("direct_tls_listen = [\"{}:5270\"]", found.ip),
+    );
+    let server_seeker = start_federated(
+        &seeker,
+        &[],
+        Auth::Dialback,
+        None,
+        &format!("nameserver = \"{}\"", dns.addr),
+    );
+    server_seeker.adduser("ann@seeker.test");
+    server_found.adduser("bob@found.test");
+    let mut ann = login(&server_seeker, "ann", "seeker.test").await;
+    let mut bob = login(&server_found, "bob", "found.test").await;
+    ann.send("<message to='bob@found.test'><body>found you</body></message>")
+        .await;
+    bob.wait_for(|e| is_message_from(e, "ann@seeker.test"))
+        .await;
+    bob.send("<message to='ann@seeker.test'><body>indeed</body></message>")
+        .await;
+    ann.wait_for(|e| is_message_from(e, "bob@found.test")).await;
+    let seeker_log = server_seeker.log();
+    assert!(
+        seeker_log
+            .lines()
+            .any(|l| l.contains("outgoing server connection ready")
+                && l.contains("remote=found.test")
+                && l.contains("direct_tls=true")),
+        "{seeker_log}"
+    );
+    let found_log = server_found.log();
+    assert!(
+        found_log
+            .lines()
+            .any(|l| l.contains("incoming server connection authenticated")
+                && l.contains("remote=seeker.test")
+                && l.contains("direct_tls=true")),
+        "{found_log}"
+    );
+}

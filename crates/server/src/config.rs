@@ -55,6 +55,8 @@ pub struct S2sSection {
     pub outbound_queue: usize,
     /// Where to connect for a domain, instead of DNS: domain → "host:port".
     pub hosts: HashMap<String, String>,
+    /// The DNS server to ask (UDP), instead of those of /etc/resolv.conf.
+    pub nameserver: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -77,6 +79,7 @@ impl Default for S2sSection {
             idle_timeout_secs: 600,
             outbound_queue: 4096,
             hosts: HashMap::new(),
+            nameserver: None,
         }
     }
 }

@@ -67,6 +67,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, direct_tls: bool) {
         parser: StreamParser::new(limits),
         write_buf: String::new(),
         closing: false,
+        direct_tls,
         verified,
     };
     connection.run(verifications).await;
@@ -79,6 +80,7 @@ struct Incoming {
     machine: S2sAccept,
     write_buf: String,
     closing: bool,
+    direct_tls: bool,
     /// Where verification tasks send their answers.
     verified: mpsc::Sender<Input>,
 }
@@ -188,7 +190,8 @@ impl Incoming {
                 local,
                 method,
             } => {
-                tracing::info!(%remote, %local, ?method, "incoming server connection authenticated");
+                let direct_tls = self.direct_tls;
+                tracing::info!(%remote, %local, ?method, direct_tls, "incoming server connection authenticated");
             }
             Action::Route(stanza) => {
                 if self.flush().await.is_err() {

@@ -46,16 +46,16 @@ pub struct S2s {
 
 impl S2s {
     pub fn new(settings: S2sSection, local_domains: Vec<String>, secret: Vec<u8>) -> S2s {
-        let resolver = if settings.enabled {
-            match resolve::Resolver::from_system() {
+        let resolver = match (settings.enabled, settings.nameserver) {
+            (false, _) => None,
+            (true, Some(nameserver)) => Some(resolve::Resolver::with_nameserver(nameserver)),
+            (true, None) => match resolve::Resolver::from_system() {
                 Ok(resolver) => Some(resolver),
                 Err(e) => {
                     tracing::warn!(error = %e, "no DNS resolver: only [s2s.hosts] domains are reachable");
                     None
                 }
-            }
-        } else {
-            None
+            },
         };
         let accept_config = Arc::new(AcceptConfig {
             domains: local_domains.clone(),

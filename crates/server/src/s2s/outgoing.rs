@@ -39,7 +39,8 @@ pub async fn run(s2s: Arc<S2s>, pair: DomainPair, id: u64, mut queue: mpsc::Rece
     let setup = tokio::time::timeout_at(deadline, connect(&s2s, &shared, &local, &remote, None));
     let failure = match Box::pin(setup).await {
         Ok(Ok(Negotiated::Ready(stream, method))) => {
-            tracing::info!(%local, %remote, ?method, "outgoing server connection ready");
+            let direct_tls = stream.direct_tls;
+            tracing::info!(%local, %remote, ?method, direct_tls, "outgoing server connection ready");
             stream.serve(&s2s, &mut queue).await;
             s2s.forget(&pair, id);
             queue.close();
@@ -185,6 +186,7 @@ struct Stream {
     parser: StreamParser,
     machine: S2sConnect,
     write_buf: String,
+    direct_tls: bool,
 }
 
 impl Stream {
@@ -223,6 +225,7 @@ impl Stream {
             transport,
             parser: StreamParser::new(limits),
             write_buf: String::new(),
+            direct_tls: encrypted.is_some(),
         }
     }
 

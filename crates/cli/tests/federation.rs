@@ -1,10 +1,12 @@
 //! Two Starling servers federating on loopback, each on its own 127.0.0.x address
 //! with static host overrides: messages, IQs and the whole subscription story
 //! across them, authenticated once by certificates from a test CA and once by
-//! dialback over self-signed certificates; the same with Prosody in both
-//! directions; and what happens when the peer is down, silent or hostile.
+//! dialback over self-signed certificates; the same with Prosody and ejabberd in
+//! both directions; and what happens when the peer is down, silent or hostile.
 
 mod common;
+#[path = "common/ejabberd.rs"]
+mod ejabberd;
 #[path = "common/pki.rs"]
 mod pki;
 #[path = "common/prosody.rs"]
@@ -545,11 +547,49 @@ async fn each_hosted_domain_presents_its_own_certificate_to_clients_and_servers(
     );
 }
 
-/// Log in to Prosody: STARTTLS checked against `trust` for its domain, SCRAM-SHA-1
-/// (what Prosody 0.12 stores), bind, initial presence.
-async fn login_to_prosody(prosody: &prosody::Prosody, trust: &Path, user: &str) -> Client {
-    let domain = prosody.domain().to_string();
-    let mut client = Client::connect(prosody.c2s_addr()).await;
+/// Another implementation's server, started by a test fixture.
+trait OtherServer {
+    fn domain(&self) -> &str;
+    fn c2s_addr(&self) -> std::net::SocketAddr;
+    fn dir(&self) -> &Path;
+    fn log(&self) -> String;
+}
+
+impl OtherServer for prosody::Prosody {
+    fn domain(&self) -> &str {
+        prosody::Prosody::domain(self)
+    }
+    fn c2s_addr(&self) -> std::net::SocketAddr {
+        prosody::Prosody::c2s_addr(self)
+    }
+    fn dir(&self) -> &Path {
+        prosody::Prosody::dir(self)
+    }
+    fn log(&self) -> String {
+        prosody::Prosody::log(self)
+    }
+}
+
+impl OtherServer for ejabberd::Ejabberd {
+    fn domain(&self) -> &str {
+        ejabberd::Ejabberd::domain(self)
+    }
+    fn c2s_addr(&self) -> std::net::SocketAddr {
+        ejabberd::Ejabberd::c2s_addr(self)
+    }
+    fn dir(&self) -> &Path {
+        ejabberd::Ejabberd::dir(self)
+    }
+    fn log(&self) -> String {
+        ejabberd::Ejabberd::log(self)
+    }
+}
+
+/// Log in to the other server: STARTTLS checked against `trust` for its domain,
+/// SCRAM-SHA-1 (what both store here), bind, initial presence.
+async fn login_to_other(other: &dyn OtherServer, trust: &Path, user: &str) -> Client {
+    let domain = other.domain().to_string();
+    let mut client = Client::connect(other.c2s_addr()).await;
     client.open_stream(&domain).await;
     client.starttls_as(trust, &domain).await;
     client.open_stream(&domain).await;
@@ -573,29 +613,69 @@ async fn ping(client: &mut Client, to: &str, id: &str) -> starling_xml::Element 
     client.wait_for(|e| e.attr("id") == Some(id)).await
 }
 
-/// Starling and Prosody federate in both directions: a message and a server ping
-/// each way, and a subscription from the Starling user approved on Prosody.
-async fn prosody_story(auth: Auth, starling_ip: Ipv4Addr, prosody_ip: Ipv4Addr) {
-    let ca = TestCa::new();
-    let prosody_cert = match auth {
-        Auth::Certificates => ca.issue(&["prosody.test"]),
-        Auth::Dialback => pki::self_signed(&["prosody.test"]),
-    };
-    let ca_pem = ca.cert_pem();
-    let prosody = prosody::Prosody::start(prosody::ProsodyOptions {
+/// Which other server, and how it is told to authenticate peers.
+struct OtherSetup<'a> {
+    auth: Auth,
+    ca: &'a TestCa,
+    certificate: &'a pki::Issued,
+    starling_ip: Ipv4Addr,
+    ip: Ipv4Addr,
+}
+
+fn start_prosody(setup: &OtherSetup) -> prosody::Prosody {
+    let ca_pem = setup.ca.cert_pem();
+    prosody::Prosody::start(prosody::ProsodyOptions {
         domain: "prosody.test",
-        ip: prosody_ip,
+        ip: setup.ip,
         c2s_port: 5222,
-        cert: &prosody_cert,
-        trusted_ca: (auth == Auth::Certificates).then_some(ca_pem.as_str()),
-        hosts: &[("starling.test", starling_ip)],
-        require_valid_certificates: auth == Auth::Certificates,
+        cert: setup.certificate,
+        trusted_ca: (setup.auth == Auth::Certificates).then_some(ca_pem.as_str()),
+        hosts: &[("starling.test", setup.starling_ip)],
+        require_valid_certificates: setup.auth == Auth::Certificates,
         users: &[("romeo", PASSWORD)],
+    })
+}
+
+fn start_ejabberd(setup: &OtherSetup) -> ejabberd::Ejabberd {
+    let ca_pem = setup.ca.cert_pem();
+    ejabberd::Ejabberd::start(ejabberd::EjabberdOptions {
+        domain: "ejabberd.test",
+        ip: setup.ip,
+        c2s_port: 5222,
+        cert: setup.certificate,
+        trusted_ca: (setup.auth == Auth::Certificates).then_some(ca_pem.as_str()),
+        hosts: &[("starling.test", setup.starling_ip)],
+        require_valid_certificates: setup.auth == Auth::Certificates,
+        users: &[("romeo", PASSWORD)],
+    })
+}
+
+/// Starling and another implementation federate in both directions: a message and
+/// a server ping each way, and a subscription from the Starling user approved on
+/// the other server.
+async fn interop_story<S: OtherServer>(
+    auth: Auth,
+    domain: &str,
+    starling_ip: Ipv4Addr,
+    ip: Ipv4Addr,
+    start: impl FnOnce(&OtherSetup) -> S,
+) {
+    let ca = TestCa::new();
+    let certificate = match auth {
+        Auth::Certificates => ca.issue(&[domain]),
+        Auth::Dialback => pki::self_signed(&[domain]),
+    };
+    let other = start(&OtherSetup {
+        auth,
+        ca: &ca,
+        certificate: &certificate,
+        starling_ip,
+        ip,
     });
-    let trust = prosody.dir().join("client-trust.pem");
+    let trust = other.dir().join("client-trust.pem");
     let trusted = match auth {
-        Auth::Certificates => ca_pem.clone(),
-        Auth::Dialback => prosody_cert.cert_pem.clone(),
+        Auth::Certificates => ca.cert_pem(),
+        Auth::Dialback => certificate.cert_pem.clone(),
     };
     std::fs::write(&trust, trusted).expect("trust written");
     let starling = start_federated(
@@ -603,38 +683,38 @@ async fn prosody_story(auth: Auth, starling_ip: Ipv4Addr, prosody_ip: Ipv4Addr) 
             domain: "starling.test",
             ip: starling_ip,
         },
-        &[&Peer {
-            domain: "prosody.test",
-            ip: prosody_ip,
-        }],
+        &[&Peer { domain, ip }],
         auth,
         Some(&ca),
         "",
     );
     starling.adduser("juliet@starling.test");
+    let romeo_jid = format!("romeo@{domain}");
     let mut juliet = login(&starling, "juliet", "starling.test").await;
-    let mut romeo = login_to_prosody(&prosody, &trust, "romeo").await;
-    let context = || format!("Starling:\n{}\nProsody:\n{}", starling.log(), prosody.log());
+    let mut romeo = login_to_other(&other, &trust, "romeo").await;
+    let context = || format!("Starling:\n{}\n{domain}:\n{}", starling.log(), other.log());
 
     juliet
-        .send("<message to='romeo@prosody.test' type='chat'><body>from Starling</body></message>")
+        .send(&format!(
+            "<message to='{romeo_jid}' type='chat'><body>from Starling</body></message>"
+        ))
         .await;
     romeo
         .wait_for(|e| is_message_from(e, "juliet@starling.test/desk"))
         .await;
     romeo
-        .send("<message to='juliet@starling.test' type='chat'><body>from Prosody</body></message>")
+        .send("<message to='juliet@starling.test' type='chat'><body>back</body></message>")
         .await;
     juliet
-        .wait_for(|e| is_message_from(e, "romeo@prosody.test/desk"))
+        .wait_for(|e| is_message_from(e, &format!("{romeo_jid}/desk")))
         .await;
-    let pong = ping(&mut juliet, "prosody.test", "p-to-prosody").await;
+    let pong = ping(&mut juliet, domain, "p-to-other").await;
     assert_eq!(pong.attr("type"), Some("result"), "{pong:?}\n{}", context());
     let pong = ping(&mut romeo, "starling.test", "p-to-starling").await;
     assert_eq!(pong.attr("type"), Some("result"), "{pong:?}\n{}", context());
 
     juliet
-        .send("<presence type='subscribe' to='romeo@prosody.test'/>")
+        .send(&format!("<presence type='subscribe' to='{romeo_jid}'/>"))
         .await;
     romeo
         .wait_for(|e| is_presence(e, "juliet@starling.test", Some("subscribe")))
@@ -642,11 +722,9 @@ async fn prosody_story(auth: Auth, starling_ip: Ipv4Addr, prosody_ip: Ipv4Addr) 
     romeo
         .send("<presence type='subscribed' to='juliet@starling.test'/>")
         .await;
-    juliet
-        .wait_for(|e| is_presence(e, "romeo@prosody.test", None))
-        .await;
+    juliet.wait_for(|e| is_presence(e, &romeo_jid, None)).await;
     assert_eq!(
-        roster_subscription(&juliet.roster().await, "romeo@prosody.test").as_deref(),
+        roster_subscription(&juliet.roster().await, &romeo_jid).as_deref(),
         Some("to")
     );
 
@@ -666,20 +744,48 @@ async fn prosody_story(auth: Auth, starling_ip: Ipv4Addr, prosody_ip: Ipv4Addr) 
 
 #[tokio::test]
 async fn starling_and_prosody_federate_both_ways_with_certificates() {
-    prosody_story(
+    interop_story(
         Auth::Certificates,
+        "prosody.test",
         Ipv4Addr::new(127, 0, 0, 16),
         Ipv4Addr::new(127, 0, 0, 17),
+        start_prosody,
     )
     .await;
 }
 
 #[tokio::test]
 async fn starling_and_prosody_federate_both_ways_with_dialback() {
-    prosody_story(
+    interop_story(
         Auth::Dialback,
+        "prosody.test",
         Ipv4Addr::new(127, 0, 0, 18),
         Ipv4Addr::new(127, 0, 0, 19),
+        start_prosody,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn starling_and_ejabberd_federate_both_ways_with_certificates() {
+    interop_story(
+        Auth::Certificates,
+        "ejabberd.test",
+        Ipv4Addr::new(127, 0, 0, 22),
+        Ipv4Addr::new(127, 0, 0, 23),
+        start_ejabberd,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn starling_and_ejabberd_federate_both_ways_with_dialback() {
+    interop_story(
+        Auth::Dialback,
+        "ejabberd.test",
+        Ipv4Addr::new(127, 0, 0, 24),
+        Ipv4Addr::new(127, 0, 0, 25),
+        start_ejabberd,
     )
     .await;
 }

@@ -13,6 +13,7 @@ use super::dialback_key;
 struct World {
     certified: Vec<&'static str>,
     allow_dialback: bool,
+    tls_required: bool,
 }
 
 fn secret_of(domain: &str) -> Vec<u8> {
@@ -23,7 +24,7 @@ fn accept_config(domain: &str, world: &World) -> Arc<AcceptConfig> {
     Arc::new(AcceptConfig {
         domains: vec![domain.to_string()],
         secret: secret_of(domain),
-        tls_required: true,
+        tls_required: world.tls_required,
         allow_dialback: world.allow_dialback,
     })
 }
@@ -38,7 +39,7 @@ fn connect_config(
         local: local.to_string(),
         remote: remote.to_string(),
         secret: secret_of(local),
-        tls_required: true,
+        tls_required: world.tls_required,
         allow_dialback: world.allow_dialback,
         purpose,
     })
@@ -226,6 +227,7 @@ fn dialback_world() -> World {
     World {
         certified: vec![],
         allow_dialback: true,
+        tls_required: true,
     }
 }
 
@@ -271,6 +273,7 @@ fn valid_certificates_authenticate_by_sasl_external_without_dialback() {
     let world = World {
         certified: vec!["a.example", "b.example"],
         allow_dialback: false,
+        tls_required: true,
     };
     let mut link = Link::new("a.example", "b.example", Purpose::Send, &world);
     let transcript = link.run(&world);
@@ -297,6 +300,7 @@ fn without_valid_certificates_and_without_dialback_nothing_is_authenticated() {
     let world = World {
         certified: vec!["b.example"],
         allow_dialback: false,
+        tls_required: true,
     };
     let mut link = Link::new("a.example", "b.example", Purpose::Send, &world);
     let transcript = link.run(&world);
@@ -592,4 +596,28 @@ fn a_flood_of_dialback_requests_gets_policy_violation_before_many_verifications(
     assert_eq!(verifications, accept::MAX_VERIFYING);
     assert!(written.contains("<policy-violation"), "{written}");
     assert!(machine.is_closed());
+}
+
+#[test]
+fn without_required_tls_dialback_runs_on_a_plain_stream() {
+    let world = World {
+        certified: vec![],
+        allow_dialback: true,
+        tls_required: false,
+    };
+    let (written, actions) = drive_accept(
+        &[
+            HEADER_FROM_A,
+            "<db:result from='a.example' to='b.example'>0123abcd</db:result>",
+        ],
+        &world,
+    );
+    assert!(
+        written.contains("<starttls"),
+        "STARTTLS is still offered: {written}"
+    );
+    assert!(!written.contains("<required/>"), "{written}");
+    // The key went to the authoritative server, which denied it.
+    assert!(written.contains("type='invalid'"), "{written}");
+    assert_eq!(actions, vec![accept::Action::Close]);
 }

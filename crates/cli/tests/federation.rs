@@ -555,35 +555,28 @@ trait OtherServer {
     fn log(&self) -> String;
 }
 
-impl OtherServer for prosody::Prosody {
-    fn domain(&self) -> &str {
-        prosody::Prosody::domain(self)
-    }
-    fn c2s_addr(&self) -> std::net::SocketAddr {
-        prosody::Prosody::c2s_addr(self)
-    }
-    fn dir(&self) -> &Path {
-        prosody::Prosody::dir(self)
-    }
-    fn log(&self) -> String {
-        prosody::Prosody::log(self)
-    }
+/// The fixtures have the same accessors under the same names.
+macro_rules! other_server {
+    ($fixture:ty) => {
+        impl OtherServer for $fixture {
+            fn domain(&self) -> &str {
+                <$fixture>::domain(self)
+            }
+            fn c2s_addr(&self) -> std::net::SocketAddr {
+                <$fixture>::c2s_addr(self)
+            }
+            fn dir(&self) -> &Path {
+                <$fixture>::dir(self)
+            }
+            fn log(&self) -> String {
+                <$fixture>::log(self)
+            }
+        }
+    };
 }
 
-impl OtherServer for ejabberd::Ejabberd {
-    fn domain(&self) -> &str {
-        ejabberd::Ejabberd::domain(self)
-    }
-    fn c2s_addr(&self) -> std::net::SocketAddr {
-        ejabberd::Ejabberd::c2s_addr(self)
-    }
-    fn dir(&self) -> &Path {
-        ejabberd::Ejabberd::dir(self)
-    }
-    fn log(&self) -> String {
-        ejabberd::Ejabberd::log(self)
-    }
-}
+other_server!(prosody::Prosody);
+other_server!(ejabberd::Ejabberd);
 
 /// Log in to the other server: STARTTLS checked against `trust` for its domain,
 /// SCRAM-SHA-1 (what both store here), bind, initial presence.

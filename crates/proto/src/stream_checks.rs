@@ -31,9 +31,13 @@ pub fn check_namespaces(header: &StreamHeader, content_ns: &str) -> Result<(), S
 /// The header's `to` when it is a bare domain, normalized as a JID so that any
 /// spelling of a configured domain matches it.
 pub fn addressed_domain(header: &StreamHeader) -> Option<String> {
-    header
-        .attr("to")
-        .and_then(|to| Jid::parse(to).ok())
+    header.attr("to").and_then(bare_domain)
+}
+
+/// `value` when it is a bare domain, normalized as a JID's domain.
+pub fn bare_domain(value: &str) -> Option<String> {
+    Jid::parse(value)
+        .ok()
         .filter(|jid| jid.node().is_none() && jid.resource().is_none())
         .map(|jid| jid.domain().to_string())
 }

@@ -501,6 +501,16 @@ impl Config {
         Duration::from_secs(self.c2s.write_timeout_secs)
     }
 
+    /// Domains answered here: the served ones and the components'. Stanzas for
+    /// any other domain leave through server-to-server connections.
+    pub fn local_domains(&self) -> Vec<String> {
+        self.domains
+            .iter()
+            .chain(self.components.hosted.iter().map(|c| &c.domain))
+            .cloned()
+            .collect()
+    }
+
     pub fn serves(&self, domain: &str) -> bool {
         self.domains.iter().any(|d| d == domain)
     }

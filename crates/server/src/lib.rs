@@ -111,13 +111,11 @@ impl Server {
             config.c2s.outbound_queue,
         ));
         let blocking = Arc::new(Blocking::new(store.clone()));
-        let local_domains = config
-            .domains
-            .iter()
-            .chain(config.components.hosted.iter().map(|c| &c.domain))
-            .cloned()
-            .collect();
-        let s2s = Arc::new(S2s::new(config.s2s.clone(), local_domains, secret.clone()));
+        let s2s = Arc::new(S2s::new(
+            config.s2s.clone(),
+            config.local_domains(),
+            secret.clone(),
+        ));
         let presence = Arc::new(Presence::new(
             config.domains.clone(),
             store.clone(),

@@ -140,15 +140,14 @@ impl TlsSetup {
                 CertificateFiles::load(&files.cert, &files.key)?,
             );
         }
-        let roots = crate::s2s::tls::trust_roots(&config.s2s.ca_files)?;
+        // Only peer servers' certificates are judged against roots.
+        let roots = if config.s2s.enabled {
+            crate::s2s::tls::trust_roots(&config.s2s.ca_files)?
+        } else {
+            rustls::RootCertStore::empty()
+        };
         // Components' stanzas leave through s2s under their own domains too.
-        let local_domains: Vec<String> = config
-            .domains
-            .iter()
-            .chain(config.components.hosted.iter().map(|c| &c.domain))
-            .cloned()
-            .collect();
-        TlsSetup::new(&default, &by_domain, &local_domains, roots)
+        TlsSetup::new(&default, &by_domain, &config.local_domains(), roots)
     }
 
     pub fn new(

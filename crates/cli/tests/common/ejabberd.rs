@@ -246,10 +246,6 @@ impl Ejabberd {
         self.c2s
     }
 
-    pub fn s2s_addr(&self) -> SocketAddr {
-        self.s2s
-    }
-
     pub fn domain(&self) -> &str {
         &self.domain
     }
@@ -257,10 +253,6 @@ impl Ejabberd {
     /// Its working directory (config, certificate, Mnesia spool, logs).
     pub fn dir(&self) -> &Path {
         self.dir.path()
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().expect("wait").is_none()
     }
 }
 

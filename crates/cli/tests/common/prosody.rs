@@ -199,10 +199,6 @@ impl Prosody {
         self.c2s
     }
 
-    pub fn s2s_addr(&self) -> SocketAddr {
-        self.s2s
-    }
-
     pub fn domain(&self) -> &str {
         &self.domain
     }
@@ -210,10 +206,6 @@ impl Prosody {
     /// Its working directory (config, certificate, data, logs).
     pub fn dir(&self) -> &Path {
         self.dir.path()
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().expect("wait").is_none()
     }
 }
 

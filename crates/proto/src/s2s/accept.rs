@@ -273,11 +273,7 @@ impl S2sAccept {
             self.fail(StreamError::new(StreamErrorCondition::HostUnknown), out);
             return;
         };
-        let peer = header
-            .attr("from")
-            .and_then(|from| crate::Jid::parse(from).ok())
-            .filter(|jid| jid.node().is_none() && jid.resource().is_none())
-            .map(|jid| jid.domain().to_string());
+        let peer = header.attr("from").and_then(stream_checks::bare_domain);
         if peer.is_some() && self.peer.is_some() && peer != self.peer {
             self.fail(
                 StreamError::with_text(
@@ -367,8 +363,19 @@ impl S2sAccept {
         }
     }
 
-    fn encryption_missing(&self) -> bool {
-        self.config.tls_required && !self.encrypted
+    /// Dialback over a plain stream where TLS is required ends the stream.
+    fn refused_without_tls(&mut self, out: &mut Vec<Action>) -> bool {
+        let refused = self.config.tls_required && !self.encrypted;
+        if refused {
+            self.fail(
+                StreamError::with_text(
+                    StreamErrorCondition::PolicyViolation,
+                    "dialback only over TLS",
+                ),
+                out,
+            );
+        }
+        refused
     }
 
     fn on_starttls(&mut self, out: &mut Vec<Action>) {
@@ -439,14 +446,7 @@ impl S2sAccept {
             );
             return;
         }
-        if self.encryption_missing() {
-            self.fail(
-                StreamError::with_text(
-                    StreamErrorCondition::PolicyViolation,
-                    "dialback only over TLS",
-                ),
-                out,
-            );
+        if self.refused_without_tls(out) {
             return;
         }
         let (Some(originating), Some(receiving)) = (
@@ -616,14 +616,7 @@ impl S2sAccept {
             );
             return;
         }
-        if self.encryption_missing() {
-            self.fail(
-                StreamError::with_text(
-                    StreamErrorCondition::PolicyViolation,
-                    "dialback only over TLS",
-                ),
-                out,
-            );
+        if self.refused_without_tls(out) {
             return;
         }
         let (Some(receiving), Some(originating), Some(id)) = (

@@ -111,10 +111,6 @@ impl S2sConnect {
         self.send_header(out);
     }
 
-    pub fn is_ready(&self) -> bool {
-        self.state == State::Ready
-    }
-
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
     }

@@ -107,9 +107,7 @@ fn address_domain(stanza: &Element, attr: &str) -> Option<String> {
 fn dialback_domain(element: &Element, attr: &str) -> Option<String> {
     element
         .attr(attr)
-        .and_then(|value| crate::Jid::parse(value).ok())
-        .filter(|jid| jid.node().is_none() && jid.resource().is_none())
-        .map(|jid| jid.domain().to_string())
+        .and_then(crate::stream_checks::bare_domain)
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::CertificateDer;
 use starling_proto::s2s::accept::{Action, Input, S2sAccept};
 use starling_xml::{Limits, StreamParser};
 use tokio::io::AsyncWriteExt;
@@ -152,11 +151,11 @@ impl Incoming {
                 inputs.retain(|input| !matches!(input, Input::Event(_)));
             }
             Action::CheckCertificate { domain } => {
-                let valid = self
-                    .shared
-                    .tls
-                    .s2s
-                    .certificate_valid_for(self.peer_certificates().as_deref(), &domain);
+                let chain = match &self.transport {
+                    Transport::Server(tls) => tls.get_ref().1.peer_certificates(),
+                    _ => None,
+                };
+                let valid = self.shared.tls.s2s.certificate_valid_for(chain, &domain);
                 inputs.push_front(Input::CertificateChecked { domain, valid });
             }
             Action::VerifyDialback {
@@ -205,17 +204,6 @@ impl Incoming {
                 let _ = self.transport.shutdown().await;
                 self.closing = true;
             }
-        }
-    }
-
-    fn peer_certificates(&self) -> Option<Vec<CertificateDer<'static>>> {
-        match &self.transport {
-            Transport::Server(tls) => tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .map(|chain| chain.iter().map(|c| c.clone().into_owned()).collect()),
-            _ => None,
         }
     }
 

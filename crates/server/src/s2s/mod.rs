@@ -35,7 +35,6 @@ pub struct S2s {
     settings: S2sSection,
     /// Domains answered here (served and component domains): never remote.
     local_domains: Vec<String>,
-    secret: Vec<u8>,
     accept_config: Arc<AcceptConfig>,
     resolver: Option<resolve::Resolver>,
     outgoing: Mutex<HashMap<DomainPair, OutgoingHandle>>,
@@ -59,14 +58,13 @@ impl S2s {
         };
         let accept_config = Arc::new(AcceptConfig {
             domains: local_domains.clone(),
-            secret: secret.clone(),
+            secret,
             tls_required: settings.tls_required,
             allow_dialback: settings.authentication == S2sAuthentication::Dialback,
         });
         S2s {
             settings,
             local_domains,
-            secret,
             accept_config,
             resolver,
             outgoing: Mutex::default(),
@@ -86,15 +84,6 @@ impl S2s {
     /// Whether stanzas for `domain` leave this server.
     pub fn is_remote(&self, domain: &str) -> bool {
         !self.local_domains.iter().any(|local| local == domain)
-    }
-
-    /// Remote domains with an outgoing connection (set up or being set up).
-    pub fn outgoing_domains(&self) -> Vec<String> {
-        let table = self.outgoing.lock().expect("s2s table lock");
-        let mut domains: Vec<String> = table.keys().map(|(_, remote)| remote.clone()).collect();
-        domains.sort();
-        domains.dedup();
-        domains
     }
 
     /// Queue a stanza for its remote domain, opening the connection for its domain

@@ -118,7 +118,7 @@ async fn connect(
     let config = Arc::new(ConnectConfig {
         local: local.to_string(),
         remote: remote.to_string(),
-        secret: s2s.secret.clone(),
+        secret: s2s.accept_config.secret.clone(),
         tls_required: s2s.settings.tls_required,
         allow_dialback: s2s.settings.authentication == S2sAuthentication::Dialback,
         purpose: verify.unwrap_or(Purpose::Send),

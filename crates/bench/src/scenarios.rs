@@ -17,6 +17,11 @@ use crate::session::{BenchError, Session, SessionReader, SessionWriter, Target};
 
 const CLIENT_NS: &str = "jabber:client";
 
+/// How a quiet server is recognised before a round starts (see `wait_for_quiet_server`).
+const QUIET_SAMPLE: Duration = Duration::from_millis(500);
+const QUIET_CPU: f64 = 0.1;
+const QUIET_WAIT: Duration = Duration::from_secs(60);
+
 /// Where the scenarios run and what they may measure.
 pub struct Bench {
     pub target: Target,
@@ -62,6 +67,28 @@ impl Bench {
                 None
             }
         }
+    }
+
+    /// Waits, up to `QUIET_WAIT`, until the server uses under `QUIET_CPU` of a core
+    /// over `QUIET_SAMPLE`: work left from the previous round (logouts, closing
+    /// streams) must not be counted in the next one.
+    async fn wait_for_quiet_server(&self) {
+        let deadline = Instant::now() + QUIET_WAIT;
+        let Some(mut last) = self.server_stats() else {
+            return;
+        };
+        while Instant::now() < deadline {
+            tokio::time::sleep(QUIET_SAMPLE).await;
+            let Some(now) = self.server_stats() else {
+                return;
+            };
+            let busy = (now.cpu_seconds - last.cpu_seconds) / QUIET_SAMPLE.as_secs_f64();
+            if busy < QUIET_CPU {
+                return;
+            }
+            last = now;
+        }
+        eprintln!("the server is still busy after {QUIET_WAIT:?}; measuring anyway");
     }
 
     /// Logs in accounts `first..first + count` over `concurrency` connections at a
@@ -152,6 +179,7 @@ impl Bench {
         concurrency: usize,
     ) {
         for round in ["cold", "warm"] {
+            self.wait_for_quiet_server().await;
             let before = self.server_stats();
             let opened = self
                 .open_sessions(first, sessions, concurrency, AfterBind::Presence)
@@ -183,6 +211,7 @@ impl Bench {
         concurrency: usize,
         hold: Duration,
     ) {
+        self.wait_for_quiet_server().await;
         let before = self.server_stats();
         let opened = self
             .open_sessions(first, sessions, concurrency, AfterBind::RosterAndPresence)
@@ -246,6 +275,7 @@ impl Bench {
             ));
             writers.push(writer);
         }
+        self.wait_for_quiet_server().await;
         let before = self.server_stats();
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + chat.duration;

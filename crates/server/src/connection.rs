@@ -79,23 +79,29 @@ impl Connection {
     /// The loop an idle connection waits in. Handling what arrives is boxed: its
     /// future is large and needed only while working, not while waiting.
     async fn run(&mut self) {
-        let deadline = Instant::now() + self.shared.config.negotiation_timeout();
         let mut events = Vec::new();
-        // The quiet timer is re-armed from `last_read` only when it fires, so
-        // reads never touch the timer wheel.
+        // One timer, so an idle connection's future holds one: until the session is
+        // bound it is the negotiation deadline, then the quiet timer. The quiet timer
+        // is re-armed from `last_read` only when it fires, so reads never touch the
+        // timer wheel.
+        let timer = tokio::time::sleep(self.shared.config.negotiation_timeout());
+        tokio::pin!(timer);
         let mut last_read = Instant::now();
-        let quiet = tokio::time::sleep(QUIET_AFTER);
-        tokio::pin!(quiet);
+        let mut quiet_armed = false;
         let mut released = false;
         while !self.closing {
             let bound = self.machine.is_bound();
+            if bound && !quiet_armed {
+                quiet_armed = true;
+                timer.as_mut().reset(last_read + QUIET_AFTER);
+            }
             let input = tokio::select! {
                 parsed = read_and_parse(&mut self.transport, &mut self.parser, &mut events) => {
                     let Some(parsed) = parsed else { return };
                     last_read = Instant::now();
                     if released {
                         released = false;
-                        quiet.as_mut().reset(last_read + QUIET_AFTER);
+                        timer.as_mut().reset(last_read + QUIET_AFTER);
                     }
                     let mut inputs: VecDeque<Input> = events.drain(..).map(Input::Event).collect();
                     // Events parsed before an error still count.
@@ -105,21 +111,27 @@ impl Connection {
                     Box::pin(self.process(inputs)).await;
                     continue;
                 }
-                _ = tokio::time::sleep_until(deadline), if !bound => Input::NegotiationTimeout,
-                () = &mut quiet, if bound && !released => {
-                    let due = last_read + QUIET_AFTER;
-                    if Instant::now() >= due {
-                        // Mid-stanza nothing is released; either way, wait for the next read.
-                        self.parser.release_buffers();
-                        released = true;
-                        events = Vec::new();
-                        if self.write_buf.is_empty() {
-                            self.write_buf = String::new();
-                        }
+                () = &mut timer, if !bound || !released => {
+                    if !bound {
+                        Input::NegotiationTimeout
                     } else {
-                        quiet.as_mut().reset(due);
+                        let due = last_read + QUIET_AFTER;
+                        if Instant::now() >= due {
+                            // Mid-stanza nothing is released; either way, wait for the next read.
+                            self.parser.release_buffers();
+                            released = true;
+                            events = Vec::new();
+                            if self.write_buf.is_empty() {
+                                self.write_buf = String::new();
+                            }
+                            if let Some((_, inbox)) = &self.session {
+                                inbox.release_buffers();
+                            }
+                        } else {
+                            timer.as_mut().reset(due);
+                        }
+                        continue;
                     }
-                    continue;
                 }
                 outbound = recv_outbound(&mut self.session) => match outbound {
                     Some(Outbound::Stanza(stanza)) => {
@@ -180,7 +192,7 @@ impl Connection {
         while let Some(outbound) = self
             .session
             .as_mut()
-            .and_then(|(_, inbox)| inbox.queue.try_recv().ok())
+            .and_then(|(_, inbox)| inbox.try_recv())
         {
             match outbound {
                 Outbound::Stanza(stanza) => stanza.write_to(&mut self.write_buf, ns::CLIENT),
@@ -388,10 +400,7 @@ const WRITE_BATCH_BYTES: usize = 64 * 1024;
 /// session (None) when its queue overflowed.
 async fn recv_outbound(session: &mut Option<(Jid, SessionInbox)>) -> Option<Outbound> {
     match session {
-        Some((_, inbox)) => tokio::select! {
-            item = inbox.queue.recv() => item,
-            _ = inbox.overflowed.notified() => None,
-        },
+        Some((_, inbox)) => inbox.recv().await,
         None => std::future::pending().await,
     }
 }

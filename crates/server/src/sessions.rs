@@ -2,14 +2,14 @@
 //! what the router needs to know of its presence. It knows sessions only as handles
 //! with a bounded queue, never sockets; a clustered table can replace it.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use starling_proto::error::{StreamError, StreamErrorCondition};
 use starling_proto::Jid;
 use starling_xml::Element;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 /// What a session's connection task receives from the rest of the server.
 #[derive(Debug)]
@@ -38,58 +38,115 @@ pub struct PresenceState {
     pub blocklist_interested: bool,
 }
 
+/// What a session's handles and its connection share, in one allocation. The
+/// queue is a plain deque rather than a channel: a channel holds a block of slots
+/// from the start, and most sessions are idle most of the time.
+struct SessionShared {
+    queue: Mutex<VecDeque<Outbound>>,
+    capacity: usize,
+    /// Wakes the connection: something was queued, or the queue overflowed.
+    wake: Notify,
+    /// Set when the queue overflowed; the session closes itself as too slow.
+    overflowed: AtomicBool,
+    presence: Mutex<PresenceState>,
+}
+
 #[derive(Clone)]
 pub struct SessionHandle {
     pub jid: Jid,
     id: u64,
-    queue: mpsc::Sender<Outbound>,
-    /// Set when the queue overflowed; the session closes itself as too slow.
-    overflowed: Arc<tokio::sync::Notify>,
-    presence: Arc<Mutex<PresenceState>>,
+    shared: Arc<SessionShared>,
 }
 
 impl SessionHandle {
     /// Queue a stanza for the client; a full queue closes the session rather than grow.
     pub fn deliver(&self, stanza: Element) {
-        match self.queue.try_send(Outbound::Stanza(Box::new(stanza))) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(jid = %self.jid, "outbound queue full; closing the session");
-                self.overflowed.notify_one();
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        if !self.push(Outbound::Stanza(Box::new(stanza))) {
+            tracing::warn!(jid = %self.jid, "outbound queue full; closing the session");
         }
     }
 
     /// End the session's stream with `error` once what was queued before is written.
     pub fn close(&self, error: StreamError) {
-        if self
-            .queue
-            .try_send(Outbound::Close(Box::new(error)))
-            .is_err()
-        {
-            self.overflowed.notify_one();
+        self.push(Outbound::Close(Box::new(error)));
+    }
+
+    /// False when the queue was full: the session is then marked as overflowed.
+    fn push(&self, outbound: Outbound) -> bool {
+        let shared = &self.shared;
+        let queued = {
+            let mut queue = shared.queue.lock().expect("session queue lock");
+            let room = queue.len() < shared.capacity;
+            if room {
+                queue.push_back(outbound);
+            }
+            room
+        };
+        if !queued {
+            shared.overflowed.store(true, Ordering::Release);
         }
+        shared.wake.notify_one();
+        queued
     }
 
     pub fn presence(&self) -> PresenceState {
-        self.presence.lock().expect("presence lock").clone()
+        self.shared.presence.lock().expect("presence lock").clone()
     }
 
     pub fn update_presence<T>(&self, change: impl FnOnce(&mut PresenceState) -> T) -> T {
-        change(&mut self.presence.lock().expect("presence lock"))
+        change(&mut self.shared.presence.lock().expect("presence lock"))
     }
 
     pub fn is_available(&self) -> bool {
-        self.presence.lock().expect("presence lock").available
+        self.shared
+            .presence
+            .lock()
+            .expect("presence lock")
+            .available
     }
 }
 
-/// The receiving half a connection task keeps for its registered session.
+/// The receiving end a connection task keeps for its registered session.
 pub struct SessionInbox {
     pub handle: SessionHandle,
-    pub queue: mpsc::Receiver<Outbound>,
-    pub overflowed: Arc<tokio::sync::Notify>,
+}
+
+impl SessionInbox {
+    /// The next queued item, waiting for one; `None` once the queue overflowed.
+    pub async fn recv(&self) -> Option<Outbound> {
+        loop {
+            if self.overflowed() {
+                return None;
+            }
+            if let Some(outbound) = self.try_recv() {
+                return Some(outbound);
+            }
+            // A push between the check above and this wait leaves a permit behind.
+            self.handle.shared.wake.notified().await;
+        }
+    }
+
+    /// The next queued item, if there is one.
+    pub fn try_recv(&self) -> Option<Outbound> {
+        self.handle
+            .shared
+            .queue
+            .lock()
+            .expect("session queue lock")
+            .pop_front()
+    }
+
+    pub fn overflowed(&self) -> bool {
+        self.handle.shared.overflowed.load(Ordering::Acquire)
+    }
+
+    /// Frees the queue's storage while it is empty, for a session gone quiet.
+    pub fn release_buffers(&self) {
+        let mut queue = self.handle.shared.queue.lock().expect("session queue lock");
+        if queue.is_empty() {
+            *queue = VecDeque::new();
+        }
+    }
 }
 
 pub struct SessionTable {
@@ -110,18 +167,23 @@ impl SessionTable {
     /// Register a bound session. An existing session with the same full JID is
     /// told to close with `<conflict/>` (RFC 6120 §7.7.2.2: the newer one wins).
     pub fn register(&self, jid: Jid) -> SessionInbox {
-        let (queue, inbox) = mpsc::channel(self.queue_capacity);
-        let overflowed = Arc::new(tokio::sync::Notify::new());
         let handle = SessionHandle {
             jid: jid.clone(),
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            queue,
-            overflowed: overflowed.clone(),
-            presence: Arc::default(),
+            shared: Arc::new(SessionShared {
+                queue: Mutex::new(VecDeque::new()),
+                capacity: self.queue_capacity,
+                wake: Notify::new(),
+                overflowed: AtomicBool::new(false),
+                presence: Mutex::default(),
+            }),
         };
         let replaced = {
             let mut sessions = self.sessions.write().expect("session table lock");
-            let resources = sessions.entry(jid.bare()).or_default();
+            // Most accounts have one session: room for exactly one to start with.
+            let resources = sessions
+                .entry(jid.bare())
+                .or_insert_with(|| Vec::with_capacity(1));
             let replaced = resources
                 .iter()
                 .position(|s| s.jid == jid)
@@ -136,11 +198,7 @@ impl SessionTable {
             );
             old.close(conflict);
         }
-        SessionInbox {
-            handle,
-            queue: inbox,
-            overflowed,
-        }
+        SessionInbox { handle }
     }
 
     /// Remove a session; false when it was already replaced by a newer one.
@@ -195,5 +253,72 @@ impl SessionTable {
             .values()
             .map(Vec::len)
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(n: usize) -> Element {
+        Element::new("message", starling_proto::ns::CLIENT).with_attr("id", n.to_string())
+    }
+
+    fn id(outbound: Option<Outbound>) -> String {
+        match outbound {
+            Some(Outbound::Stanza(stanza)) => stanza.attr("id").expect("id").to_owned(),
+            _ => panic!("expected a stanza"),
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_stanzas_arrive_in_order_and_a_waiting_receiver_is_woken() {
+        let table = Arc::new(SessionTable::new(8));
+        let inbox = table.register(Jid::parse("juliet@capulet.lit/balcony").expect("jid"));
+        let handle = inbox.handle.clone();
+        let waiting = tokio::spawn(async move {
+            let first = id(inbox.recv().await);
+            let second = id(inbox.recv().await);
+            (first, second)
+        });
+        tokio::task::yield_now().await;
+        handle.deliver(message(1));
+        handle.deliver(message(2));
+        let received = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken")
+            .expect("task");
+        assert_eq!(received, ("1".to_owned(), "2".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_more_and_ends_the_session() {
+        let table = SessionTable::new(2);
+        let inbox = table.register(Jid::parse("juliet@capulet.lit/balcony").expect("jid"));
+        for n in 0..3 {
+            inbox.handle.deliver(message(n));
+        }
+        assert!(inbox.overflowed());
+        assert!(
+            inbox.recv().await.is_none(),
+            "an overflowed session stops receiving"
+        );
+        assert_eq!(id(inbox.try_recv()), "0");
+        assert_eq!(id(inbox.try_recv()), "1");
+        assert!(
+            inbox.try_recv().is_none(),
+            "the third stanza was not queued"
+        );
+    }
+
+    #[test]
+    fn releasing_buffers_keeps_what_is_queued() {
+        let table = SessionTable::new(8);
+        let inbox = table.register(Jid::parse("juliet@capulet.lit/balcony").expect("jid"));
+        inbox.handle.deliver(message(1));
+        inbox.release_buffers();
+        assert_eq!(id(inbox.try_recv()), "1");
+        inbox.release_buffers();
+        assert!(inbox.try_recv().is_none());
     }
 }

@@ -1,10 +1,13 @@
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, PgPool, SqliteConnection};
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 use crate::StoreError;
 
@@ -14,8 +17,9 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 /// Connection pool settings for [`Store::open_with`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
-    /// Upper bound on open connections; `None` picks the backend's default
-    /// (4 for SQLite, which has a single writer anyway, 8 for PostgreSQL).
+    /// Connections: SQLite's are all opened at once and held, PostgreSQL's are opened
+    /// as needed up to this bound. `None` picks the backend's default (4 for SQLite,
+    /// which has a single writer anyway, 8 for PostgreSQL).
     pub max_connections: Option<u32>,
     /// How long a query waits for a free connection before failing.
     pub acquire_timeout: Duration,
@@ -35,21 +39,87 @@ const POSTGRES_DEFAULT_CONNECTIONS: u32 = 8;
 
 #[derive(Debug, Clone)]
 pub(crate) enum Pool {
-    Sqlite(SqlitePool),
+    Sqlite(Arc<SqliteConnections>),
     Postgres(PgPool),
 }
 
-/// Runs `$body` with `$pool` bound to the concrete pool of `$store`. The body is expanded
-/// once per backend, so a query written once is type-checked against both drivers.
+/// Runs `$body` with `$pool` bound to something to run queries on: a SQLite connection
+/// held for the body, or the PostgreSQL pool. The body is expanded once per backend, so
+/// a query written once is type-checked against both drivers; it may use `$pool` once.
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.pool {
-            $crate::store::Pool::Sqlite($pool) => $body,
+            $crate::store::Pool::Sqlite(connections) => {
+                // `begin()` on a connection is a method of this trait.
+                #[allow(unused_imports)]
+                use sqlx::Connection as _;
+                let mut connection = connections.acquire().await?;
+                let $pool = &mut *connection;
+                $body
+            }
             $crate::store::Pool::Postgres($pool) => $body,
         }
     };
 }
 pub(crate) use on_pool;
+
+/// SQLite connections held open for the store's lifetime, each used by one query or
+/// transaction at a time. sqlx's pool pings a connection's worker thread when it hands
+/// the connection out and again when it takes it back, so every query cost three
+/// round trips to that thread; here it costs one. SQLite connections are local files
+/// that do not go stale, so there is nothing for those pings to find.
+#[derive(Debug)]
+pub(crate) struct SqliteConnections {
+    /// `None` once the store is closed.
+    connections: Box<[Mutex<Option<SqliteConnection>>]>,
+    /// Where a query that finds every connection busy queues.
+    next: AtomicUsize,
+    acquire_timeout: Duration,
+}
+
+impl SqliteConnections {
+    async fn open(
+        options: &SqliteConnectOptions,
+        count: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let mut connections = Vec::new();
+        for _ in 0..count.max(1) {
+            connections.push(Mutex::new(Some(options.connect().await?)));
+        }
+        Ok(SqliteConnections {
+            connections: connections.into_boxed_slice(),
+            next: AtomicUsize::new(0),
+            acquire_timeout,
+        })
+    }
+
+    /// A free connection, or the next one in turn once it is free.
+    pub(crate) async fn acquire(
+        &self,
+    ) -> Result<MappedMutexGuard<'_, SqliteConnection>, StoreError> {
+        let free = self.connections.iter().find_map(|c| c.try_lock().ok());
+        let guard = match free {
+            Some(guard) => guard,
+            None => {
+                let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+                tokio::time::timeout(self.acquire_timeout, self.connections[turn].lock())
+                    .await
+                    .map_err(|_| sqlx::Error::PoolTimedOut)?
+            }
+        };
+        MutexGuard::try_map(guard, Option::as_mut).map_err(|_| sqlx::Error::PoolClosed.into())
+    }
+
+    /// Closes every connection once its current query is done.
+    async fn close(&self) {
+        for connection in self.connections.iter() {
+            if let Some(connection) = connection.lock().await.take() {
+                let _ = connection.close().await;
+            }
+        }
+    }
+}
 
 /// Handle to the database; clones share the connection pool.
 #[derive(Debug, Clone)]
@@ -79,17 +149,18 @@ impl Store {
                 // Writers queue for the single write lock instead of failing with "database is locked".
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(
-                    options
-                        .max_connections
-                        .unwrap_or(SQLITE_DEFAULT_CONNECTIONS),
-                )
-                .acquire_timeout(options.acquire_timeout)
-                .connect_with(connect)
+            let connections = SqliteConnections::open(
+                &connect,
+                options
+                    .max_connections
+                    .unwrap_or(SQLITE_DEFAULT_CONNECTIONS),
+                options.acquire_timeout,
+            )
+            .await?;
+            SQLITE_MIGRATIONS
+                .run_direct(None, &mut *connections.acquire().await?, false)
                 .await?;
-            SQLITE_MIGRATIONS.run(&pool).await?;
-            Pool::Sqlite(pool)
+            Pool::Sqlite(Arc::new(connections))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let connect = PgConnectOptions::from_str(url)
                 .map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
@@ -125,7 +196,10 @@ impl Store {
     /// Closes all connections, waiting for those in use to be returned. Every clone of this
     /// store is closed too.
     pub async fn close(&self) {
-        on_pool!(self, pool => pool.close().await)
+        match &self.pool {
+            Pool::Sqlite(connections) => connections.close().await,
+            Pool::Postgres(pool) => pool.close().await,
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use starling_proto::sasl::{ScramCredentials, ScramHash};
 use starling_store::{
     AccountData, AccountStore, BlocklistStore, LastActivityStore, OfflineMessage, OfflineOutcome,
     OfflineStore, PrivateXmlStore, RosterChange, RosterItem, RosterStore, Store, StoreError,
-    Subscription, VcardStore,
+    StoreOptions, Subscription, VcardStore,
 };
 use tempfile::TempDir;
 
@@ -192,6 +192,8 @@ macro_rules! backend_tests {
 
 backend_tests!(
     store_reports_its_backend,
+    queries_beyond_the_connection_count_wait_their_turn_and_all_complete,
+    queries_after_close_fail_instead_of_waiting,
     created_account_returns_its_credentials_for_each_hash,
     hashes_without_stored_credentials_return_none,
     duplicate_create_fails_with_account_exists_and_keeps_original_credentials,
@@ -253,6 +255,48 @@ async fn store_reports_its_backend(db: TestDb) {
         Backend::Postgres => "postgres",
     };
     assert_eq!(store.backend_name(), expected);
+}
+
+async fn queries_beyond_the_connection_count_wait_their_turn_and_all_complete(db: TestDb) {
+    let options = StoreOptions {
+        max_connections: Some(2),
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(&db.url, options)
+        .await
+        .expect("open store");
+    let mut queries = tokio::task::JoinSet::new();
+    for n in 0..40 {
+        let store = store.clone();
+        queries.spawn(async move {
+            let user = format!("user{n}");
+            store
+                .create_account(&user, "example.org", &[creds(ScramHash::Sha256, 1)])
+                .await?;
+            store.account_exists(&user, "example.org").await
+        });
+    }
+    let mut created = 0;
+    while let Some(outcome) = queries.join_next().await {
+        assert!(outcome.expect("task").expect("query"), "account exists");
+        created += 1;
+    }
+    assert_eq!(created, 40);
+}
+
+async fn queries_after_close_fail_instead_of_waiting(db: TestDb) {
+    let store = db.open().await;
+    store.close().await;
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        store.account_exists("juliet", "example.org"),
+    )
+    .await
+    .expect("answered at once");
+    assert!(
+        matches!(outcome, Err(StoreError::Database(sqlx::Error::PoolClosed))),
+        "{outcome:?}"
+    );
 }
 
 async fn created_account_returns_its_credentials_for_each_hash(db: TestDb) {

@@ -13,8 +13,8 @@ use starling_xml::{Limits, StreamParser};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
 
+use crate::accepted_tls::AcceptedTls;
 use crate::modules::register::scram_credentials;
 use crate::presence::SessionChange;
 use crate::sessions::{Outbound, SessionInbox};
@@ -36,13 +36,14 @@ struct Connection {
 pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, direct_tls: bool) {
     let _ = tcp.set_nodelay(true);
     let (transport, bindings) = if direct_tls {
-        let acceptor = TlsAcceptor::from(shared.tls.direct.clone());
-        let handshake =
-            tokio::time::timeout(shared.config.negotiation_timeout(), acceptor.accept(tcp));
+        let handshake = tokio::time::timeout(
+            shared.config.negotiation_timeout(),
+            AcceptedTls::accept(shared.tls.direct.clone(), tcp),
+        );
         match Box::pin(handshake).await {
-            Ok(Ok(tls)) => {
-                let bindings = shared.tls.channel_bindings(tls.get_ref().1);
-                (Transport::Server(Box::new(tls)), Some(bindings))
+            Ok(Ok((tls, handshake))) => {
+                let bindings = shared.tls.channel_bindings(&handshake);
+                (Transport::Accepted(Box::new(tls)), Some(bindings))
             }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "direct TLS handshake failed");
@@ -67,15 +68,19 @@ pub async fn serve(shared: Arc<Shared>, tcp: TcpStream, direct_tls: bool) {
         closing: false,
     };
     connection.run().await;
-    if let Some((jid, inbox)) = connection.session.take() {
-        let presence = &connection.shared.router.presence;
-        Box::pin(presence.session_ended(&inbox.handle)).await;
-        connection.shared.router.sessions.unregister(&inbox.handle);
-        tracing::debug!(%jid, "session ended");
-    }
+    connection.end_session().await;
 }
 
 impl Connection {
+    /// Broadcasts the session's unavailable presence and removes it from the table.
+    async fn end_session(&mut self) {
+        if let Some((jid, inbox)) = self.session.take() {
+            Box::pin(self.shared.router.presence.session_ended(&inbox.handle)).await;
+            self.shared.router.sessions.unregister(&inbox.handle);
+            tracing::debug!(%jid, "session ended");
+        }
+    }
+
     /// The loop an idle connection waits in. Handling what arrives is boxed: its
     /// future is large and needed only while working, not while waiting.
     async fn run(&mut self) {
@@ -127,6 +132,7 @@ impl Connection {
                             if let Some((_, inbox)) = &self.session {
                                 inbox.release_buffers();
                             }
+                            self.transport.release_buffers();
                         } else {
                             timer.as_mut().reset(due);
                         }
@@ -280,6 +286,9 @@ impl Connection {
                     }
                 }
                 Action::Close => {
+                    // Before the client sees its stream end: from then on, what is
+                    // routed to the account goes to its other resources or offline.
+                    self.end_session().await;
                     let _ = self.flush().await;
                     let _ = self.transport.shutdown().await;
                     self.closing = true;
@@ -355,15 +364,14 @@ impl Connection {
         else {
             return None;
         };
-        let acceptor = TlsAcceptor::from(self.shared.tls.starttls.clone());
         let handshake = tokio::time::timeout(
             self.shared.config.negotiation_timeout(),
-            acceptor.accept(tcp),
+            AcceptedTls::accept(self.shared.tls.starttls.clone(), tcp),
         );
-        match handshake.await {
-            Ok(Ok(tls)) => {
-                let bindings = self.shared.tls.channel_bindings(tls.get_ref().1);
-                self.transport = Transport::Server(Box::new(tls));
+        match Box::pin(handshake).await {
+            Ok(Ok((tls, handshake))) => {
+                let bindings = self.shared.tls.channel_bindings(&handshake);
+                self.transport = Transport::Accepted(Box::new(tls));
                 Some(bindings)
             }
             Ok(Err(e)) => {

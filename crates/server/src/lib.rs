@@ -1,6 +1,7 @@
 //! The tokio shell of Starling: listeners, TLS, connection tasks, the router and
 //! the session table. Protocol decisions live in `starling-proto`.
 
+mod accepted_tls;
 mod blocking;
 pub mod components;
 pub mod config;

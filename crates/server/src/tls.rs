@@ -14,6 +14,7 @@ use rustls::ServerConfig;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use starling_proto::sasl::ChannelBindings;
 
+use crate::accepted_tls::Handshake;
 use crate::config::Config;
 use crate::s2s::tls::S2sTls;
 
@@ -98,6 +99,7 @@ impl Certificates {
 
 impl ResolvesServerCert for Certificates {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        crate::accepted_tls::note_server_name(client_hello.server_name());
         Some(self.for_name(client_hello.server_name()).certified.clone())
     }
 }
@@ -158,10 +160,13 @@ impl TlsSetup {
     ) -> Result<TlsSetup, TlsError> {
         let certificates = Arc::new(Certificates::new(default, by_domain)?);
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let starttls = ServerConfig::builder_with_provider(provider)
+        let mut starttls = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .with_no_client_auth()
             .with_cert_resolver(certificates.clone());
+        // Client connections run on rustls' unbuffered API, which derives no
+        // exported keys: it needs the exporter secret (see accepted_tls).
+        starttls.key_log = Arc::new(crate::accepted_tls::ExporterSecretLog);
         let mut direct = starttls.clone();
         direct.alpn_protocols = vec![ALPN_XMPP_CLIENT.to_vec()];
         let client_identities = domains
@@ -177,22 +182,22 @@ impl TlsSetup {
         })
     }
 
-    /// The channel bindings of an established server connection. tls-exporter is only
+    /// The channel bindings of an accepted client connection. tls-exporter is only
     /// offered over TLS 1.3: over 1.2 it is unsafe without extended master secret (RFC 9266 §3).
-    pub fn channel_bindings(&self, connection: &rustls::ServerConnection) -> ChannelBindings {
-        let tls_exporter = (connection.protocol_version()
-            == Some(rustls::ProtocolVersion::TLSv1_3))
-        .then(|| {
-            connection
-                .export_keying_material(vec![0u8; 32], b"EXPORTER-Channel-Binding", None)
-                .ok()
-        })
-        .flatten();
+    pub(crate) fn channel_bindings(&self, handshake: &Handshake) -> ChannelBindings {
+        let tls_exporter = (handshake.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
+            .then(|| {
+                let mut exporter = vec![0u8; 32];
+                handshake
+                    .export_keying_material(b"EXPORTER-Channel-Binding", &mut exporter)
+                    .map(|()| exporter)
+            })
+            .flatten();
         ChannelBindings {
             tls_exporter,
             tls_server_end_point: Some(
                 self.certificates
-                    .for_name(connection.server_name())
+                    .for_name(handshake.server_name.as_deref())
                     .end_point
                     .clone(),
             ),

@@ -9,10 +9,14 @@ use starling_xml::{StreamEvent, StreamParser, XmlError};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::accepted_tls::AcceptedTls;
+
 /// The socket before and after STARTTLS.
 pub(crate) enum Transport {
     Plain(TcpStream),
-    /// We accepted the TLS connection (c2s, incoming s2s).
+    /// A client's TLS connection, on rustls' unbuffered API.
+    Accepted(Box<AcceptedTls>),
+    /// We accepted the TLS connection of a server (incoming s2s).
     Server(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     /// We opened the TLS connection (outgoing s2s).
     Client(Box<tokio_rustls::client::TlsStream<TcpStream>>),
@@ -28,6 +32,8 @@ impl AsyncRead for Transport {
     ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            // Read through `read_and_parse`, record by record.
+            Transport::Accepted(_) => Poll::Ready(Err(std::io::ErrorKind::Unsupported.into())),
             Transport::Server(s) => Pin::new(s).poll_read(cx, buf),
             Transport::Client(s) => Pin::new(s).poll_read(cx, buf),
             Transport::Upgrading => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
@@ -43,6 +49,7 @@ impl AsyncWrite for Transport {
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Accepted(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Transport::Server(s) => Pin::new(s).poll_write(cx, buf),
             Transport::Client(s) => Pin::new(s).poll_write(cx, buf),
             Transport::Upgrading => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
@@ -52,6 +59,7 @@ impl AsyncWrite for Transport {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Accepted(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Transport::Server(s) => Pin::new(s).poll_flush(cx),
             Transport::Client(s) => Pin::new(s).poll_flush(cx),
             Transport::Upgrading => Poll::Ready(Ok(())),
@@ -61,6 +69,7 @@ impl AsyncWrite for Transport {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::Accepted(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Transport::Server(s) => Pin::new(s).poll_shutdown(cx),
             Transport::Client(s) => Pin::new(s).poll_shutdown(cx),
             Transport::Upgrading => Poll::Ready(Ok(())),
@@ -84,6 +93,23 @@ pub(crate) async fn read_and_parse(
     parser: &mut StreamParser,
     events: &mut Vec<StreamEvent>,
 ) -> Option<Result<(), XmlError>> {
+    if let Transport::Accepted(tls) = transport {
+        return std::future::poll_fn(|cx| {
+            let mut parsed = Ok(());
+            let mut feed = |bytes: &[u8]| {
+                // Nothing after the first error is parsed.
+                if parsed.is_ok() {
+                    parsed = parser.feed(bytes, events);
+                }
+            };
+            match tls.poll_read_records(cx, &mut feed) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(true)) => Poll::Ready(Some(parsed)),
+                Poll::Ready(Ok(false) | Err(_)) => Poll::Ready(None),
+            }
+        })
+        .await;
+    }
     std::future::poll_fn(|cx| {
         READ_BUFFER.with_borrow_mut(|buffer| {
             let mut read = ReadBuf::new(buffer);
@@ -99,6 +125,13 @@ pub(crate) async fn read_and_parse(
 }
 
 impl Transport {
+    /// Frees what a connection gone quiet does not need until it hears again.
+    pub(crate) fn release_buffers(&mut self) {
+        if let Transport::Accepted(tls) = self {
+            tls.release_buffers();
+        }
+    }
+
     /// Write and flush all of `buffer`, then empty it; a peer that does not read
     /// within `timeout` fails the write.
     pub(crate) async fn write_out(

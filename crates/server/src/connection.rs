@@ -290,7 +290,10 @@ impl Connection {
                     // routed to the account goes to its other resources or offline.
                     self.end_session().await;
                     let _ = self.flush().await;
-                    let _ = self.transport.shutdown().await;
+                    // A client that stops reading cannot hold the connection open.
+                    let shutdown = self.transport.shutdown();
+                    let _ =
+                        tokio::time::timeout(self.shared.config.write_timeout(), shutdown).await;
                     self.closing = true;
                     return;
                 }

@@ -170,15 +170,15 @@ fn tls_error(error: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error)
 }
 
-/// Appends what `write` produces to `buffer`. rustls says how much room it
-/// needs when the spare capacity is too small; the buffer grows to exactly that,
-/// so a connection keeps no more than it has to send.
+/// Appends what `write` produces to `buffer`. Asked first with no room, rustls
+/// says exactly how much it needs, so only that much is zeroed and a connection
+/// keeps no more than it has to send.
 fn append(
     buffer: &mut Vec<u8>,
     mut write: impl FnMut(&mut [u8]) -> Result<usize, Option<usize>>,
 ) -> io::Result<()> {
     let start = buffer.len();
-    let mut room = buffer.capacity() - start;
+    let mut room = 0;
     loop {
         buffer.resize(start + room, 0);
         match write(&mut buffer[start..]) {
@@ -285,8 +285,10 @@ impl AcceptedTls {
                 if let Poll::Ready(Err(e)) = this.poll_send_unsent(cx) {
                     break Poll::Ready(Err(e));
                 }
-                NOTED_SERVER_NAME.take();
-                NOTED_EXPORTER_SECRET.take();
+                if handshake.is_some() {
+                    NOTED_SERVER_NAME.take();
+                    NOTED_EXPORTER_SECRET.take();
+                }
                 let step = this.step(&mut buffer[..*filled], handshake.is_some(), deliver);
                 if let Some(noted) = handshake.as_deref_mut() {
                     if let Some(name) = NOTED_SERVER_NAME.take() {
